@@ -1,0 +1,110 @@
+"""What every command shares: the data-directory options, error handling, output."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from chatledger.config import Settings
+from chatledger.errors import ChatLedgerError
+from chatledger.ledger.service import Ledger
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+err_console = Console(stderr=True, highlight=False)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="CHATLEDGER_DATA_DIR",
+        help="Folder with the embedded database, signing keys and settings.",
+        show_default="./chatledger-data",
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        envvar="CHATLEDGER_DATABASE_URL",
+        help="postgresql:// URL to use instead of the embedded SQLite file.",
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def settings_from(data_dir: Path | None, database: str | None) -> Settings:
+    return Settings.from_env(data_dir, database)
+
+
+@contextmanager
+def opened_ledger(data_dir: Path | None, database: str | None) -> Iterator[Ledger]:
+    from chatledger.runtime import open_ledger
+
+    ledger = open_ledger(settings_from(data_dir, database))
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line reason on standard error and return the exit to raise."""
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Library errors become one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except ChatLedgerError as exc:
+            raise fail(exc.diagnostics(), exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except BrokenPipeError:
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar on stderr; yields a ``(done, total)`` callback."""
+    if not enabled or not err_console.is_terminal:
+        yield lambda done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,91 @@
+"""Configuration: one explicit object, read from the data directory and the environment once.
+
+The data directory holds the embedded database, the secrets (the log's signing key and the
+master secret that wraps subject keys) and ``settings.json``. The environment is read only
+by :meth:`Settings.from_env`, at the edge (CLI, server start-up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatledger.errors import InvalidInput
+
+SETTINGS_FILE = "settings.json"
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    database_url: str | None = None
+    origin: str = ""
+    checkpoint_every: int = 1000
+    checkpoint_interval: float = 60.0
+    max_payload_bytes: int = 64 * 1024
+    publish_dirs: list[str] = field(default_factory=list)
+    publish_urls: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(
+        cls, data_dir: str | Path | None = None, database_url: str | None = None
+    ) -> Settings:
+        chosen = data_dir or os.environ.get("CHATLEDGER_DATA_DIR") or "./chatledger-data"
+        url = database_url or os.environ.get("CHATLEDGER_DATABASE_URL") or None
+        return cls.load(Path(chosen), database_url=url)
+
+    @classmethod
+    def load(cls, data_dir: Path, *, database_url: str | None = None) -> Settings:
+        """Read ``settings.json`` (creating it on first use with a fresh log origin)."""
+        data_dir = data_dir.expanduser().resolve()
+        path = data_dir / SETTINGS_FILE
+        stored: dict[str, Any] = {}
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InvalidInput(f"cannot read {path}: {exc}") from exc
+        settings = cls(data_dir=data_dir, database_url=database_url)
+        known = {f for f in cls.__dataclass_fields__ if f not in {"data_dir", "database_url"}}
+        for key, value in stored.items():
+            if key in known:
+                setattr(settings, key, value)
+        if not settings.origin:
+            settings.origin = f"chatledger.local/{secrets.token_hex(8)}"
+            if not settings.publish_dirs:
+                settings.publish_dirs = [str(data_dir / "published-checkpoints")]
+            settings.save()
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.checkpoint_every < 1:
+            raise InvalidInput("checkpoint_every must be at least 1")
+        if self.checkpoint_interval <= 0:
+            raise InvalidInput("checkpoint_interval must be positive")
+        if not 256 <= self.max_payload_bytes <= 16 * 1024 * 1024:
+            raise InvalidInput("max_payload_bytes must be between 256 and 16 MiB")
+        if "+" in self.origin or any(ch.isspace() for ch in self.origin):
+            raise InvalidInput("origin must contain no spaces and no '+'")
+
+    def save(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        data = asdict(self)
+        data.pop("data_dir")
+        data.pop("database_url")
+        path = self.data_dir / SETTINGS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "chatledger.db"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"

@@ -1,0 +1,1 @@
+"""Personal data: payload encryption under per-subject keys, redaction, erasure."""

@@ -1,0 +1,102 @@
+"""Per-subject keys for crypto-shredding, and the master secret they are wrapped under.
+
+Each data subject gets a random AES-256 key, stored wrapped (AES-GCM under a key derived
+from the master secret) in the store. Erasing the subject destroys the wrapped key: every
+payload sealed under it becomes unreadable, also in backups taken after the erasure, while
+the ledger entries (which hold only digests) still verify. Subjects appear in entries only
+as a keyed pseudonym (HMAC of the subject id), so an erased subject cannot be named from
+the ledger either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from chatledger.errors import StorageError
+
+SYSTEM_KEY_REF = "system"
+"""Key for payloads that belong to no data subject (configuration before/after, ...)."""
+
+
+def _derive(master: bytes, label: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(master)
+
+
+class MasterSecret:
+    """The data directory's master secret (32 random bytes, file mode 0600)."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise StorageError("the master secret must be 32 bytes")
+        self._pseudonym_key = _derive(secret, b"chatledger subject pseudonym v1")
+        self._wrap = AESGCM(_derive(secret, b"chatledger key wrapping v1"))
+        self._entry_mac_key = _derive(secret, b"chatledger entry mac v1")
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> MasterSecret:
+        if path.exists():
+            return cls(path.read_bytes())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return cls(secret)
+
+    def subject_ref(self, subject: str) -> str:
+        """The keyed pseudonym under which a subject appears in ledger entries."""
+        mac = hmac.new(self._pseudonym_key, subject.encode(), hashlib.sha256).hexdigest()
+        return f"subj_{mac[:40]}"
+
+    def entry_mac(self, leaf_hash: bytes) -> bytes:
+        """Authenticates an entry as written by this deployment (the key never enters the DB)."""
+        return hmac.new(self._entry_mac_key, leaf_hash, hashlib.sha256).digest()
+
+    def wrap(self, key_ref: str, key: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self._wrap.encrypt(nonce, key, key_ref.encode())
+
+    def unwrap(self, key_ref: str, wrapped: bytes) -> bytes:
+        return self._wrap.decrypt(wrapped[:12], wrapped[12:], key_ref.encode())
+
+
+class KeyCache:
+    """A bounded, thread-safe cache of unwrapped AES-GCM objects by key ref.
+
+    Creating an AESGCM object per call halves encryption speed, so the writer and readers
+    keep them; erasure evicts the subject's entries.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[str, AESGCM] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key_ref: str) -> AESGCM | None:
+        with self._lock:
+            item = self._items.get(key_ref)
+            if item is not None:
+                self._items.move_to_end(key_ref)
+            return item
+
+    def put(self, key_ref: str, aead: AESGCM) -> None:
+        with self._lock:
+            self._items[key_ref] = aead
+            self._items.move_to_end(key_ref)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def evict(self, key_ref: str) -> None:
+        with self._lock:
+            self._items.pop(key_ref, None)

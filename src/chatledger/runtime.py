@@ -1,0 +1,57 @@
+"""Opening a ledger from settings: the store, the secrets, the checkpoint publishers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from chatledger.config import Settings
+from chatledger.errors import InvalidInput
+from chatledger.ledger.note import NoteSigner
+from chatledger.ledger.publish import DirectoryPublisher, HttpPublisher, Publisher, PublishQueue
+from chatledger.ledger.service import Ledger
+from chatledger.ledger.writer import WriterConfig
+from chatledger.privacy.keys import MasterSecret
+from chatledger.store.base import Store
+
+
+def load_signer(path: Path, origin: str) -> NoteSigner:
+    """The log's Ed25519 signing key, created on first use (file mode 0600)."""
+    if path.exists():
+        return NoteSigner.parse(path.read_text(encoding="utf-8"))
+    signer = NoteSigner.generate(origin)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(signer.encode() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return signer
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.database_url:
+        if settings.database_url.startswith(("postgresql://", "postgres://")):
+            raise InvalidInput(
+                "the PostgreSQL backend is not available in this version; "
+                "omit --database to use the embedded SQLite file"
+            )
+        raise InvalidInput("--database must be a postgresql:// URL")
+    from chatledger.store.sqlite import SqliteStore
+
+    return SqliteStore(settings.database_path)
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    store = open_store(settings)
+    master = MasterSecret.load_or_create(settings.secrets_dir / "master.key")
+    signer = load_signer(settings.secrets_dir / "log.key", settings.origin)
+    publishers: list[Publisher] = [DirectoryPublisher(Path(d)) for d in settings.publish_dirs]
+    publishers += [HttpPublisher(u) for u in settings.publish_urls]
+    config = WriterConfig(
+        origin=settings.origin,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_interval=settings.checkpoint_interval,
+        max_payload_bytes=settings.max_payload_bytes,
+    )
+    return Ledger(store, master, signer, config, PublishQueue(publishers))

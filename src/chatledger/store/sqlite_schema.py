@@ -1,0 +1,160 @@
+"""SQLite schema, as numbered migrations; each applies with its record in one transaction.
+
+The ledger tables refuse UPDATE and DELETE through triggers. Payload rows may be deleted
+only after an erasure record names them, and subject keys may only be destroyed (their
+wrapped key set to NULL once); everything else about them is as append-only as the ledger.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str | Callable[[sqlite3.Connection], None]
+
+
+def _append_only(table: str) -> str:
+    return f"""
+CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, 'ledger tables are append-only: UPDATE on {table} refused'); END;
+CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, 'ledger tables are append-only: DELETE on {table} refused'); END;
+"""
+
+
+LEDGER_V1 = (
+    """
+CREATE TABLE ledger_entries (
+    seq INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    category TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    subject TEXT,
+    body BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    mac BLOB NOT NULL
+);
+CREATE INDEX ledger_entries_entity ON ledger_entries (entity_type, entity_id);
+CREATE INDEX ledger_entries_subject ON ledger_entries (subject) WHERE subject IS NOT NULL;
+CREATE TABLE ledger_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE ledger_checkpoints (
+    size INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE ledger_payloads (
+    seq INTEGER PRIMARY KEY,
+    key_ref TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL
+);
+CREATE INDEX ledger_payloads_key ON ledger_payloads (key_ref);
+CREATE TABLE ledger_payload_erasures (
+    seq INTEGER PRIMARY KEY,
+    erasure_seq INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE subject_keys (
+    key_ref TEXT PRIMARY KEY,
+    subject_ref TEXT NOT NULL,
+    wrapped BLOB,
+    created_at TEXT NOT NULL,
+    erased_at TEXT,
+    erasure_seq INTEGER
+);
+CREATE INDEX subject_keys_subject ON subject_keys (subject_ref);
+"""
+    + _append_only("ledger_entries")
+    + _append_only("ledger_nodes")
+    + _append_only("ledger_checkpoints")
+    + _append_only("ledger_payload_erasures")
+    + """
+CREATE TRIGGER ledger_payloads_no_update BEFORE UPDATE ON ledger_payloads
+BEGIN SELECT RAISE(ABORT, 'ledger tables are append-only: UPDATE on ledger_payloads refused'); END;
+CREATE TRIGGER ledger_payloads_delete_only_erased BEFORE DELETE ON ledger_payloads
+WHEN NOT EXISTS (SELECT 1 FROM ledger_payload_erasures e WHERE e.seq = OLD.seq)
+BEGIN SELECT RAISE(ABORT, 'a payload may be deleted only by a recorded erasure'); END;
+CREATE TRIGGER subject_keys_destroy_only BEFORE UPDATE ON subject_keys
+WHEN OLD.wrapped IS NULL OR NEW.wrapped IS NOT NULL OR NEW.key_ref IS NOT OLD.key_ref
+     OR NEW.subject_ref IS NOT OLD.subject_ref OR NEW.created_at IS NOT OLD.created_at
+     OR NEW.erased_at IS NULL OR NEW.erasure_seq IS NULL
+BEGIN SELECT RAISE(ABORT, 'a subject key can only be destroyed, once'); END;
+CREATE TRIGGER subject_keys_no_delete BEFORE DELETE ON subject_keys
+BEGIN SELECT RAISE(ABORT, 'subject keys are destroyed, not deleted'); END;
+"""
+)
+
+MIGRATIONS: list[Migration] = [Migration(1, "ledger", LEDGER_V1)]
+
+
+def register(migration: Migration) -> None:
+    """Add a migration of another domain (chatbots, identity, ...) in version order."""
+    if any(m.version == migration.version for m in MIGRATIONS):
+        raise ValueError(f"migration {migration.version} is already registered")
+    MIGRATIONS.append(migration)
+    MIGRATIONS.sort(key=lambda m: m.version)
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations, each with its record in one transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            ).fetchone()
+            if done:
+                conn.execute("ROLLBACK")
+                continue
+            if callable(migration.sql):
+                migration.sql(conn)
+            else:
+                for statement in _split(migration.sql):
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))",
+                (migration.version, migration.name),
+            )
+            conn.execute("COMMIT")
+            applied.append(migration.version)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied
+
+
+def _split(script: str) -> list[str]:
+    """Split a script into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if not line.strip():
+            continue
+        current.append(line)
+        candidate = "\n".join(current)
+        if sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements

@@ -1,0 +1,76 @@
+"""The canonical-JSON fast path must equal RFC 8785 byte for byte wherever it is taken."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatledger.errors import InvalidInput
+from chatledger.ledger.canonical import _fast_path_ok, canonical_json
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text()
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=30,
+)
+json_with_floats = st.recursive(
+    json_scalars | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_fast_path_equals_rfc8785(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(InvalidInput):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_with_floats)
+def test_values_with_floats_fall_back_to_rfc8785(value: object) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.0, 1e-07, 1e21, 123456789012345680000.0, 0.1])
+def test_float_edge_cases_use_the_reference(value: float) -> None:
+    assert not _fast_path_ok({"v": value})
+    assert canonical_json({"v": value}) == rfc8785.dumps({"v": value})
+
+
+def test_keys_outside_the_bmp_sort_by_utf16() -> None:
+    value = {"\U0001f600": 1, "\ufb01": 2}
+    assert not _fast_path_ok(value)
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "bad", [math.nan, math.inf, 2**53, {"a": "\ud800"}, {1: "non-string key"}, object()]
+)
+def test_uncanonicalisable_values_are_refused(bad: object) -> None:
+    with pytest.raises(InvalidInput):
+        canonical_json(bad)
+
+
+def test_deep_nesting_is_refused() -> None:
+    value: object = 1
+    for _ in range(100):
+        value = [value]
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        canonical_json(value)
