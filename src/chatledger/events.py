@@ -106,6 +106,9 @@ _MAX_ID = 200
 
 def category_of(action: str) -> Category:
     """The category of ``action``; refuses actions outside the vocabulary."""
+    known = ACTIONS.get(action) if isinstance(action, str) else None
+    if known is not None:
+        return known
     if not isinstance(action, str) or not _ACTION_RE.match(action) or len(action) > 100:
         raise InvalidInput(
             "action must be a dotted lower-case name such as 'document.upload'",
@@ -127,8 +130,12 @@ def _ident(value: Any, what: str, *, optional: bool = False) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > _MAX_ID:
         raise InvalidInput(f"{what} must be a non-empty string of at most {_MAX_ID} characters")
-    if any(ord(ch) < 0x20 for ch in value):
+    if not value.isprintable() and any(ord(ch) < 0x20 for ch in value):
         raise InvalidInput(f"{what} must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode text") from None
     return value
 
 

@@ -10,22 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatledger.errors import InvalidInput
-from chatledger.ledger.canonical import _fast_path_ok, canonical_json
+from chatledger.ledger.canonical import canonical_json, fast_path_ok
 
 json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
-    | st.text()
+    st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
     max_leaves=30,
 )
 json_with_floats = st.recursive(
     json_scalars | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -50,13 +51,13 @@ def test_values_with_floats_fall_back_to_rfc8785(value: object) -> None:
 
 @pytest.mark.parametrize("value", [1.0, -0.0, 1e-07, 1e21, 123456789012345680000.0, 0.1])
 def test_float_edge_cases_use_the_reference(value: float) -> None:
-    assert not _fast_path_ok({"v": value})
+    assert not fast_path_ok({"v": value})
     assert canonical_json({"v": value}) == rfc8785.dumps({"v": value})
 
 
 def test_keys_outside_the_bmp_sort_by_utf16() -> None:
     value = {"\U0001f600": 1, "\ufb01": 2}
-    assert not _fast_path_ok(value)
+    assert not fast_path_ok(value)
     assert canonical_json(value) == rfc8785.dumps(value)
 
 

@@ -49,25 +49,80 @@ def test_timestamps_never_go_backwards(ledger: Ledger) -> None:
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({"action": "no.such_action", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}}, "unknown action"),
-        ({"action": "custom.ok", "actor": {"type": "robot", "id": "u"},
-          "entity": {"type": "t", "id": "1"}}, "actor.type"),
-        ({"action": "custom.ok", "actor": {"type": "user"}, "entity": {"type": "t", "id": "1"}},
-         "actor.id"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": 5},
-          "entity": {"type": "t", "id": "1"}}, "actor.id"),
+        (
+            {
+                "action": "no.such_action",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+            },
+            "unknown action",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "robot", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+            },
+            "actor.type",
+        ),
+        (
+            {"action": "custom.ok", "actor": {"type": "user"}, "entity": {"type": "t", "id": "1"}},
+            "actor.id",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": 5},
+                "entity": {"type": "t", "id": "1"},
+            },
+            "actor.id",
+        ),
         ({"action": "custom.ok", "actor": {"type": "user", "id": "u"}}, "missing 'entity'"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}, "payload": [1, 2]}, "payload must be an object"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}, "outcome": "maybe"}, "outcome"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}, "extra": 1}, "unknown event field"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}, "payload": {"x": float("nan")}}, "canonical"),
-        ({"action": "custom.ok", "actor": {"type": "user", "id": "u"},
-          "entity": {"type": "t", "id": "1"}, "payload": {"x": "\ud800"}}, "JSON"),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+                "payload": [1, 2],
+            },
+            "payload must be an object",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+                "outcome": "maybe",
+            },
+            "outcome",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+                "extra": 1,
+            },
+            "unknown event field",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+                "payload": {"x": float("nan")},
+            },
+            "canonical",
+        ),
+        (
+            {
+                "action": "custom.ok",
+                "actor": {"type": "user", "id": "u"},
+                "entity": {"type": "t", "id": "1"},
+                "payload": {"x": "\ud800"},
+            },
+            "JSON",
+        ),
     ],
 )
 def test_invalid_events_are_refused_and_nothing_is_written(
@@ -95,7 +150,8 @@ def test_secrets_are_redacted_before_writing(ledger: Ledger) -> None:
         payload={
             "before": {"provider_api_key": "sk-abcdefghijklmnopqrstuvwx"},
             "after": {"password": "hunter2hunter2"},
-            "note": "used header Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_abcdefgh",
+            "note": "used header Authorization: Bearer "
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_abcdefgh",
         },
     )
     ledger.append(event)
@@ -147,7 +203,9 @@ def test_inclusion_and_consistency_proofs(ledger: Ledger) -> None:
         proof = ledger.prove(seq)
         assert proof.hashes == ref.path(seq, leaves[: proof.tree_size])
         checkpoint = open_checkpoint(proof.checkpoint, ledger.verifier, ledger.origin)
-        merkle.verify_inclusion(seq, checkpoint.size, proof.leaf_hash, proof.hashes, checkpoint.root)
+        merkle.verify_inclusion(
+            seq, checkpoint.size, proof.leaf_hash, proof.hashes, checkpoint.root
+        )
         verify_proof_json(proof.to_json(), ledger.verifier, ledger.origin)
     cproof = ledger.prove_consistency(10, 37)
     merkle.verify_consistency(10, 37, cproof, ledger.root(10), ledger.root(37))
@@ -168,7 +226,9 @@ def test_checkpoints_every_n_entries_and_on_demand(make_ledger: LedgerFactory) -
     assert open_checkpoint(row.note, ledger.verifier, ledger.origin).root == ledger.root(25)
 
 
-def test_checkpoints_are_published_outside_the_database(make_ledger: LedgerFactory, tmp_path: Path) -> None:
+def test_checkpoints_are_published_outside_the_database(
+    make_ledger: LedgerFactory, tmp_path: Path
+) -> None:
     outside = tmp_path / "other-storage"
     ledger = make_ledger(publish_dirs=[str(outside)])
     ledger.append_many([sample_event(i) for i in range(3)])
@@ -216,7 +276,7 @@ def test_database_refuses_update_and_delete(ledger: Ledger) -> None:
         "UPDATE subject_keys SET wrapped = x'00'",
     ]
     for statement in statements:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only|erasure|destroyed|only"):
+        with pytest.raises(sqlite3.DatabaseError, match=r"append-only|erasure|destroyed|only"):
             conn.execute(statement)
     conn.close()
     assert ledger.verify().ok

@@ -14,7 +14,7 @@ from chatledger.errors import IntegrityError, ProofError
 from chatledger.events import Actor
 from chatledger.ledger import merkle
 from chatledger.ledger.note import Checkpoint, NoteSigner
-from chatledger.ledger.service import Ledger, verify_proof_json
+from chatledger.ledger.service import verify_proof_json
 from chatledger.ledger.verify import VerifyReport
 from tests.conftest import LedgerFactory, sample_event
 from tests.ledger.tamper import body_of, canonical, leaf_of, raw_database, rewrite_body
@@ -80,7 +80,9 @@ def test_edited_envelope_field(populated: Path, make_ledger: LedgerFactory) -> N
     assert_detected(verify_again(make_ledger), "leaf_hash_mismatch", 7)
 
 
-def test_edited_envelope_field_with_rehashed_leaf(populated: Path, make_ledger: LedgerFactory) -> None:
+def test_edited_envelope_field_with_rehashed_leaf(
+    populated: Path, make_ledger: LedgerFactory
+) -> None:
     with raw_database(populated) as conn:
         body = body_of(conn, 7)
         body["actor"] = {"type": "user", "id": "someone-else"}
@@ -115,7 +117,14 @@ def test_forged_entry_inserted(populated: Path, make_ledger: LedgerFactory) -> N
         conn.execute(
             "INSERT INTO ledger_entries VALUES (10, ?, 'message', 'message.feedback', ?, "
             "'message', 'm9', 'success', ?, ?, ?, ?)",
-            (forged["ts"], "visitor-2", forged.get("subject"), body, merkle.leaf_hash(body), b"0" * 32),
+            (
+                forged["ts"],
+                "visitor-2",
+                forged.get("subject"),
+                body,
+                merkle.leaf_hash(body),
+                b"0" * 32,
+            ),
         )
     report = verify_again(make_ledger)
     assert_detected(report, "entry_forged", 10)
@@ -224,7 +233,9 @@ def test_forged_erasure_record(populated: Path, make_ledger: LedgerFactory) -> N
     assert_detected(verify_again(make_ledger), "forged_erasure", 21)
 
 
-def test_subject_key_destroyed_behind_the_ledgers_back(populated: Path, make_ledger: LedgerFactory) -> None:
+def test_subject_key_destroyed_behind_the_ledgers_back(
+    populated: Path, make_ledger: LedgerFactory
+) -> None:
     with raw_database(populated) as conn:
         (key_ref,) = conn.execute("SELECT key_ref FROM ledger_payloads WHERE seq = 2").fetchone()
         conn.execute("UPDATE subject_keys SET wrapped = NULL WHERE key_ref = ?", (key_ref,))
@@ -238,14 +249,18 @@ def _flip_signature(note: str) -> str:
     return f"{head} {base64.b64encode(bytes(raw)).decode()}\n"
 
 
-def test_stored_checkpoint_with_forged_signature(populated: Path, make_ledger: LedgerFactory) -> None:
+def test_stored_checkpoint_with_forged_signature(
+    populated: Path, make_ledger: LedgerFactory
+) -> None:
     with raw_database(populated) as conn:
         (note,) = conn.execute("SELECT note FROM ledger_checkpoints").fetchone()
         conn.execute("UPDATE ledger_checkpoints SET note = ?", (_flip_signature(note),))
     assert_detected(verify_again(make_ledger), "bad_signature", None)
 
 
-def test_external_checkpoint_with_forged_signature(populated: Path, make_ledger: LedgerFactory) -> None:
+def test_external_checkpoint_with_forged_signature(
+    populated: Path, make_ledger: LedgerFactory
+) -> None:
     note = (populated.parent / "published-checkpoints" / "checkpoint").read_text()
     report = verify_again(make_ledger, external=_flip_signature(note))
     assert_detected(report, "bad_signature", None)

@@ -21,7 +21,7 @@ _MAX_SAFE_INT = 2**53 - 1
 _MAX_DEPTH = 64
 
 
-def _fast_path_ok(value: Any, depth: int = 0) -> bool:
+def fast_path_ok(value: Any, depth: int = 0) -> bool:
     """True when ``value`` is in the subset where orjson's output equals RFC 8785's."""
     if depth > _MAX_DEPTH:
         raise InvalidInput("JSON value is nested too deeply", details={"max_depth": _MAX_DEPTH})
@@ -36,11 +36,11 @@ def _fast_path_ok(value: Any, depth: int = 0) -> bool:
                 raise InvalidInput("JSON object keys must be strings")
             if not key.isascii() and any(ord(ch) > 0xFFFF for ch in key):
                 return False
-            if not _fast_path_ok(item, depth + 1):
+            if not fast_path_ok(item, depth + 1):
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(_fast_path_ok(item, depth + 1) for item in value)
+        return all(fast_path_ok(item, depth + 1) for item in value)
     return False
 
 
@@ -50,7 +50,7 @@ def canonical_json(value: Any) -> bytes:
     Raises :class:`InvalidInput` for values JSON cannot represent canonically: NaN and
     infinities, integers beyond +/-2**53, lone surrogates, non-string keys, other types.
     """
-    if _fast_path_ok(value):
+    if fast_path_ok(value):
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         except TypeError as exc:  # lone surrogates and the like

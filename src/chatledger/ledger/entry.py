@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from chatledger.errors import IntegrityError, InvalidInput
 from chatledger.events import Event
-from chatledger.ledger.canonical import canonical_json, parse_json
+from chatledger.ledger.canonical import canonical_json, fast_path_ok, parse_json
 from chatledger.privacy.payloads import PreparedPayload
 from chatledger.privacy.redact import redact
 
@@ -24,7 +26,7 @@ GENESIS_PREV = "0" * 64
 def utc_timestamp(moment: datetime | None = None) -> str:
     """UTC with microseconds, e.g. ``2026-11-28T14:47:19.123456Z``."""
     moment = moment or datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +39,17 @@ class PreparedEvent:
     subject_ref: str | None
     payload: PreparedPayload | None
     id: str
+    fast: bool
+    """True when the envelope can take orjson's fast path (see ledger.canonical)."""
 
     @classmethod
     def prepare(
         cls, event: Event, subject_ref: str | None, *, max_payload_bytes: int
     ) -> PreparedEvent:
         attributes = redact(event.attributes)
-        # Canonicalise now so that a value JSON cannot represent is refused before writing.
+        # Canonicalise now so that a value JSON cannot represent is refused before writing;
+        # remember whether the fast path applies, so the writer need not walk them again.
+        fast = fast_path_ok(attributes)
         attr_bytes = canonical_json(attributes)
         if len(attr_bytes) > max_payload_bytes:
             raise InvalidInput(
@@ -60,7 +66,16 @@ class PreparedEvent:
             subject_ref=subject_ref,
             payload=payload,
             id=str(uuid.uuid4()),
+            fast=fast,
         )
+
+    def canonical_envelope(self, seq: int, ts: str, prev: str) -> bytes:
+        """The entry's RFC 8785 bytes. Every envelope field but the attributes is a validated
+        string or a safe integer, so the attributes alone decide the encoder."""
+        envelope = self.envelope(seq, ts, prev)
+        if self.fast:
+            return orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)
+        return canonical_json(envelope)
 
     def envelope(self, seq: int, ts: str, prev: str) -> dict[str, Any]:
         ev = self.event

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -188,6 +188,7 @@ def verify_store(
                 expected,
             )
             break
+        row = _normalised(row)
         leaf = merkle.leaf_hash(row.body)
         entry = _check_entry(row, leaf, prev_leaf, prev2_leaf, problems)
         if entry is None:
@@ -263,6 +264,23 @@ def verify_store(
         payloads_erased=payload_checker.erased if payload_checker else 0,
         external_checkpoint_size=external.size if external else None,
         problems=problems.items,
+    )
+
+
+def _as_bytes(value: object) -> bytes:
+    """Blobs an attacker rewrote as text (SQLite's replace() returns TEXT) still get checked."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
+def _normalised(row: EntryRow) -> EntryRow:
+    if type(row.body) is bytes and type(row.leaf_hash) is bytes and type(row.mac) is bytes:
+        return row
+    return replace(
+        row, body=_as_bytes(row.body), leaf_hash=_as_bytes(row.leaf_hash), mac=_as_bytes(row.mac)
     )
 
 

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from chatledger.errors import ChatLedgerError, StorageError
 from chatledger.events import Event
 from chatledger.ledger import merkle
-from chatledger.ledger.canonical import canonical_json
 from chatledger.ledger.entry import GENESIS_PREV, PreparedEvent, utc_timestamp
 from chatledger.ledger.note import Checkpoint, NoteSigner
 from chatledger.privacy.keys import SYSTEM_KEY_REF, MasterSecret
@@ -311,15 +310,14 @@ class LedgerWriter:
         staged_keys: dict[str, tuple[str, AESGCM]],
     ) -> list[Receipt]:
         receipts: list[Receipt] = []
+        # Events committed together share the moment they were sequenced; timestamps never
+        # go backwards along the log, even if the wall clock does.
+        ts = max(utc_timestamp(), self._last_ts)
+        self._last_ts = ts
         for prepared in events:
             seq = head.size
-            ts = utc_timestamp()
-            if ts < self._last_ts:  # keep timestamps non-decreasing along the log
-                ts = self._last_ts
-            self._last_ts = ts
             prev = head.last.hex() if head.last is not None else GENESIS_PREV
-            envelope = prepared.envelope(seq, ts, prev)
-            body = canonical_json(envelope)
+            body = prepared.canonical_envelope(seq, ts, prev)
             leaf = merkle.leaf_hash(body)
             for level, index, digest in head.frontier.append(leaf):
                 nodes.append((level, index, digest))

@@ -26,8 +26,33 @@ _SECRET_VALUE_RE = re.compile(
 )
 
 
+# Every secret shape above contains one of these (case-insensitively). Checking for them with
+# plain substring search first keeps ordinary text (the vast majority) off the slow regex.
+_TRIGGERS = (
+    "bearer",
+    "basic",
+    "private key",
+    "eyj",
+    "sk-",
+    "pk-",
+    "rk-",
+    "cl_",
+    "akia",
+    "gh",
+    "xox",
+    "pass",
+    "pwd",
+    "secret",
+    "api",
+    "token",
+)
+
+
 def _redact_text(text: str) -> str:
     if len(text) < 12:
+        return text
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
         return text
     return _SECRET_VALUE_RE.sub(lambda m: f"[REDACTED:{m.lastgroup}]", text)
 

@@ -1,0 +1,237 @@
+"""Ledger benchmark: each figure beside a baseline measured in the same run.
+
+    python benchmarks/bench_ledger.py [--events 200000] [--proof-size 1000000]
+
+Figures:
+1. durable append throughput, concurrent appenders + group commit, ~1 KB events with a
+   500-byte payload, beside a plain batched SQLite INSERT of the same serialized rows;
+2. single-event append latency (durable), p50 / p99;
+3. full verification speed, beside raw hashlib SHA-256 over the same entry bytes;
+4. inclusion and consistency proof time on a ledger of --proof-size entries;
+5. bytes on disk per event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from chatledger.config import Settings  # noqa: E402
+from chatledger.events import Actor, Entity, Event  # noqa: E402
+from chatledger.ledger import merkle  # noqa: E402
+from chatledger.ledger.service import Ledger  # noqa: E402
+from chatledger.runtime import open_ledger  # noqa: E402
+
+PAYLOAD_TEXT = "x" * 470  # with its key and JSON framing the payload is ~500 bytes
+
+
+def make_event(i: int) -> Event:
+    return Event(
+        "message.answer",
+        Actor("user", f"user-{i % 97}", "agent"),
+        Entity("message", f"msg-{i:012d}"),
+        subject=f"visitor-{i % 1000}",
+        attributes={
+            "chatbot_id": "bot-0001",
+            "conversation_id": f"conv-{i // 10:010d}",
+            "gen_ai.request.model": "offline-extractive-1",
+            "gen_ai.usage.input_tokens": 812,
+            "gen_ai.usage.output_tokens": 96,
+            "latency_ms": 42,
+            "retrieved_chunks": 4,
+        },
+        payload={"text": PAYLOAD_TEXT + f"{i:08d}"},
+    )
+
+
+def open_fresh(root: Path, name: str, **overrides: object) -> Ledger:
+    settings = Settings.load(root / name)
+    settings.publish_dirs = []
+    for key, value in overrides.items():
+        setattr(settings, key, value)
+    return open_ledger(settings)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_throughput(root: Path, total: int, appenders: int, batch: int) -> tuple[float, Ledger]:
+    ledger = open_fresh(root, f"tp-{appenders}-{batch}", checkpoint_every=100_000)
+    per = total // appenders
+
+    def work(w: int) -> None:
+        base = w * per
+        for start in range(0, per, batch):
+            ledger.append_many([make_event(base + start + j) for j in range(batch)])
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(appenders)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return (per * appenders) / elapsed, ledger
+
+
+def bench_baseline_insert(root: Path, ledger: Ledger, count: int) -> float:
+    """Plain batched INSERT of the same serialized rows (bodies + payload ciphertexts)."""
+    entries = list(ledger.store.entries(0, count))
+    payloads = {p.seq: p for p in ledger.store.payloads(0, count)}
+    path = root / "baseline.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE rows (seq INTEGER PRIMARY KEY, body BLOB, payload BLOB)")
+    rows = [(e.seq, e.body, payloads[e.seq].ciphertext) for e in entries]
+    t0 = time.perf_counter()
+    for start in range(0, len(rows), 1000):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO rows VALUES (?,?,?)", rows[start : start + 1000])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return len(rows) / elapsed
+
+
+def bench_latency(root: Path, count: int) -> tuple[list[float], list[float]]:
+    ledger = open_fresh(root, "latency")
+    lat = []
+    for i in range(count):
+        t0 = time.perf_counter()
+        ledger.append(make_event(i))
+        lat.append((time.perf_counter() - t0) * 1000)
+    ledger.close()
+    # Baseline: one plain durable INSERT + COMMIT per row.
+    conn = sqlite3.connect(root / "latency-baseline.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE rows (seq INTEGER PRIMARY KEY, body BLOB)")
+    base = []
+    blob = os.urandom(1000)
+    for i in range(count):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO rows VALUES (?, ?)", (i, blob))
+        conn.execute("COMMIT")
+        base.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    return lat, base
+
+
+def bench_verify(ledger: Ledger) -> tuple[float, float, float]:
+    size = ledger.size()
+    bodies = [e.body for e in ledger.store.entries(0, size)]
+    t0 = time.perf_counter()
+    for body in bodies:
+        hashlib.sha256(b"\x00" + body).digest()
+    raw = size / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    report = ledger.verify()
+    full = size / (time.perf_counter() - t0)
+    assert report.ok, report.to_json()
+    from chatledger.ledger.verify import verify_store
+
+    t0 = time.perf_counter()
+    verify_store(ledger.store, ledger.verifier, ledger.origin, check_payloads=False)
+    structural = size / (time.perf_counter() - t0)
+    return full, structural, raw
+
+
+def bench_proofs(ledger: Ledger, samples: int = 300) -> tuple[float, float, float]:
+    size = ledger.size()
+    rng = random.Random(7)
+    inc, cons, naive = [], [], []
+    for _ in range(samples):
+        seq = rng.randrange(size)
+        t0 = time.perf_counter()
+        ledger.prove(seq, tree_size=size)
+        inc.append((time.perf_counter() - t0) * 1000)
+        old = rng.randrange(1, size)
+        t0 = time.perf_counter()
+        ledger.prove_consistency(old, size)
+        cons.append((time.perf_counter() - t0) * 1000)
+    # Baseline: one indexed point read of a stored node (the unit a proof is made of).
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        ledger.store.fetch_nodes([(0, rng.randrange(size))])
+        naive.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(inc), statistics.median(cons), statistics.median(naive)
+
+
+def fill(ledger: Ledger, count: int) -> None:
+    done = ledger.size()
+    while done < count:
+        n = min(2000, count - done)
+        ledger.append_many([make_event(done + j) for j in range(n)])
+        done += n
+
+
+def db_bytes(ledger: Ledger) -> int:
+    path = Path(ledger.store.path)  # type: ignore[attr-defined]
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--proof-size", type=int, default=1_000_000)
+    parser.add_argument("--latency-samples", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        root = Path(tmp)
+        print(f"ChatLedger ledger benchmark ({args.events} events of ~1 KB, 500-byte payload)")
+        for appenders, batch in ((8, 100), (16, 20), (8, 1)):
+            total = args.events if batch > 1 else min(args.events, 20_000)
+            rate, ledger = bench_throughput(root, total, appenders, batch)
+            base = bench_baseline_insert(root, ledger, ledger.size())
+            size = ledger.size()
+            per_event = db_bytes(ledger) / size
+            print(
+                f"append, {appenders} appenders x batches of {batch:>3}: {rate:10,.0f} events/s"
+                f" | plain batched INSERT of the same rows: {base:10,.0f} rows/s"
+                f" | ratio {rate / base:6.1%}"
+            )
+            if batch == 100:
+                ledger.checkpoint()
+                full, structural, raw = bench_verify(ledger)
+                print(
+                    f"verify ({size} entries): full {full:10,.0f} events/s, structure only "
+                    f"{structural:10,.0f} events/s | raw SHA-256 of the same bytes {raw:10,.0f}/s"
+                )
+                print(f"bytes on disk per event (entry, nodes, payload, indexes): {per_event:,.0f}")
+            ledger.close()
+        lat, base_lat = bench_latency(root, args.latency_samples)
+        print(
+            f"single append latency (durable): p50 {pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms"
+            f" | plain INSERT+COMMIT p50 {pct(base_lat, 0.5):.2f} ms, p99 {pct(base_lat, 0.99):.2f} ms"
+        )
+        big = open_fresh(root, "proofs", checkpoint_every=10**7)
+        t0 = time.perf_counter()
+        fill(big, args.proof_size)
+        fill_rate = args.proof_size / (time.perf_counter() - t0)
+        inc, cons, point = bench_proofs(big)
+        print(
+            f"proofs at {big.size():,} entries (filled at {fill_rate:,.0f} events/s): inclusion "
+            f"{inc:.3f} ms, consistency {cons:.3f} ms (median) | one indexed node read {point:.3f} ms"
+        )
+        print(f"bytes on disk per event at {big.size():,} entries: {db_bytes(big) / big.size():,.0f}")
+        assert merkle.tree_root(big.size(), big.store.fetch_nodes) == big.root()
+        big.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m chatledger.cli``."""
+
+from chatledger.cli.main import main
+
+main()

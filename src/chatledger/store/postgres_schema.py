@@ -1,0 +1,516 @@
+"""PostgreSQL schema, as numbered migrations; each applies with its record in one transaction.
+
+The same tables and the same rules as :mod:`chatledger.store.sqlite_schema`, enforced twice:
+
+- triggers refuse UPDATE, DELETE and TRUNCATE on the ledger tables (statement-level, so even
+  ``UPDATE ... WHERE false`` is refused). A payload row may be deleted only once an erasure
+  record names it; a subject key may only be destroyed (``wrapped`` set to NULL, once);
+- roles: an *owner* role owns the tables and runs the migrations; the *application* role
+  gets SELECT and INSERT on the ledger tables and nothing else. The two writes that erasure
+  needs (destroying subject keys, deleting erased payloads) go through two ``SECURITY
+  DEFINER`` functions owned by the owner role, so the application role holds no UPDATE,
+  DELETE or TRUNCATE privilege on any ledger table. :func:`setup_roles` sets this up.
+
+Migrations of other domains register here with :func:`register`, in version order, like the
+SQLite ones. Concurrent starters are serialised by an advisory lock, so several API
+processes may start against a fresh database at once.
+
+Run as a module for operators::
+
+    python -m chatledger.store.postgres_schema setup-roles --admin-url URL --app-role NAME
+    python -m chatledger.store.postgres_schema migrate --url URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from chatledger.errors import StorageError
+
+LEDGER_TABLES = (
+    "ledger_entries",
+    "ledger_nodes",
+    "ledger_checkpoints",
+    "ledger_payloads",
+    "ledger_payload_erasures",
+    "subject_keys",
+)
+"""The tables of the record: append-only, never UPDATE, DELETE or TRUNCATE for the app."""
+
+APP_INSERTS = (
+    "ledger_entries",
+    "ledger_nodes",
+    "ledger_checkpoints",
+    "ledger_payloads",
+    "subject_keys",
+)
+"""The ledger tables the application role may INSERT into (erasure records are written by
+``ledger_record_payload_erasures`` only)."""
+
+ERASURE_FUNCTIONS = (
+    "ledger_destroy_subject_keys(text, text, bigint)",
+    "ledger_record_payload_erasures(bigint[], bigint, text, boolean)",
+)
+
+MIGRATION_LOCK = 0x63_6C_6D_69_67_72_61_74  # "clmigrat": serialises concurrent migrators
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str | Callable[[Conn], None]
+
+
+LEDGER_V1_TABLES = """
+CREATE TABLE ledger_entries (
+    seq bigint PRIMARY KEY,
+    ts text NOT NULL,
+    category text NOT NULL,
+    action text NOT NULL,
+    actor_id text NOT NULL,
+    entity_type text NOT NULL,
+    entity_id text NOT NULL,
+    outcome text NOT NULL,
+    subject text,
+    body bytea NOT NULL,
+    leaf_hash bytea NOT NULL,
+    mac bytea NOT NULL
+);
+CREATE INDEX ledger_entries_entity ON ledger_entries (entity_type, entity_id);
+CREATE INDEX ledger_entries_subject ON ledger_entries (subject) WHERE subject IS NOT NULL;
+CREATE TABLE ledger_nodes (
+    level integer NOT NULL,
+    idx bigint NOT NULL,
+    hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE ledger_checkpoints (
+    size bigint PRIMARY KEY,
+    ts text NOT NULL,
+    note text NOT NULL
+);
+CREATE TABLE ledger_payloads (
+    seq bigint PRIMARY KEY,
+    key_ref text NOT NULL,
+    nonce bytea NOT NULL,
+    ciphertext bytea NOT NULL
+);
+CREATE INDEX ledger_payloads_key ON ledger_payloads (key_ref);
+CREATE TABLE ledger_payload_erasures (
+    seq bigint PRIMARY KEY,
+    erasure_seq bigint NOT NULL,
+    reason text NOT NULL
+);
+CREATE TABLE subject_keys (
+    key_ref text PRIMARY KEY,
+    subject_ref text NOT NULL,
+    wrapped bytea,
+    created_at text NOT NULL,
+    erased_at text,
+    erasure_seq bigint
+);
+CREATE INDEX subject_keys_subject ON subject_keys (subject_ref);
+
+CREATE FUNCTION ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_NARGS > 0 THEN
+        RAISE EXCEPTION '%', TG_ARGV[0];
+    END IF;
+    RAISE EXCEPTION 'ledger tables are append-only: % on % refused', TG_OP, TG_TABLE_NAME;
+END $$;
+
+CREATE FUNCTION ledger_payload_delete_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ledger_payload_erasures e WHERE e.seq = OLD.seq) THEN
+        RAISE EXCEPTION 'a payload may be deleted only by a recorded erasure (seq %)', OLD.seq;
+    END IF;
+    RETURN OLD;
+END $$;
+
+CREATE FUNCTION subject_key_destroy_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.wrapped IS NULL OR NEW.wrapped IS NOT NULL
+       OR NEW.key_ref IS DISTINCT FROM OLD.key_ref
+       OR NEW.subject_ref IS DISTINCT FROM OLD.subject_ref
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at
+       OR NEW.erased_at IS NULL OR NEW.erasure_seq IS NULL THEN
+        RAISE EXCEPTION 'a subject key can only be destroyed, once';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER ledger_entries_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();
+CREATE TRIGGER ledger_nodes_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_nodes
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();
+CREATE TRIGGER ledger_checkpoints_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();
+CREATE TRIGGER ledger_payload_erasures_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON ledger_payload_erasures
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();
+CREATE TRIGGER ledger_payloads_append_only
+    BEFORE UPDATE OR TRUNCATE ON ledger_payloads
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();
+CREATE TRIGGER ledger_payloads_delete_only_erased
+    BEFORE DELETE ON ledger_payloads
+    FOR EACH ROW EXECUTE FUNCTION ledger_payload_delete_check();
+CREATE TRIGGER subject_keys_destroy_only
+    BEFORE UPDATE ON subject_keys
+    FOR EACH ROW EXECUTE FUNCTION subject_key_destroy_check();
+CREATE TRIGGER subject_keys_no_delete
+    BEFORE DELETE OR TRUNCATE ON subject_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse('subject keys are destroyed, not deleted');
+"""
+
+# The two writes erasure needs, run with the owner's rights; the app role may only EXECUTE
+# them. search_path is pinned to the schema the tables live in (then pg_temp), as the
+# PostgreSQL manual advises for SECURITY DEFINER functions.
+LEDGER_V1_FUNCTIONS = """
+CREATE FUNCTION ledger_destroy_subject_keys(
+    p_subject_ref text, p_erased_at text, p_erasure_seq bigint
+) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = {schema}, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE subject_keys SET wrapped = NULL, erased_at = p_erased_at, erasure_seq = p_erasure_seq
+     WHERE subject_ref = p_subject_ref AND wrapped IS NOT NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION ledger_record_payload_erasures(
+    p_seqs bigint[], p_erasure_seq bigint, p_reason text, p_delete boolean
+) RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = {schema}, pg_temp AS $$
+DECLARE
+    n integer := 0;
+BEGIN
+    INSERT INTO ledger_payload_erasures (seq, erasure_seq, reason)
+    SELECT s, p_erasure_seq, p_reason FROM unnest(p_seqs) AS s
+    ON CONFLICT (seq) DO NOTHING;
+    IF p_delete THEN
+        DELETE FROM ledger_payloads WHERE seq = ANY (p_seqs);
+        GET DIAGNOSTICS n = ROW_COUNT;
+    END IF;
+    RETURN n;
+END $$;
+
+REVOKE ALL ON FUNCTION ledger_destroy_subject_keys(text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger_record_payload_erasures(bigint[], bigint, text, boolean)
+    FROM PUBLIC;
+"""
+
+
+def _ledger_v1(conn: Conn) -> None:
+    conn.execute(LEDGER_V1_TABLES)
+    schema = current_schema(conn)
+    conn.execute(sql.SQL(LEDGER_V1_FUNCTIONS).format(schema=sql.Identifier(schema)))
+
+
+MIGRATIONS: list[Migration] = [Migration(1, "ledger", _ledger_v1)]
+
+
+def register(migration: Migration) -> None:
+    """Add a migration of another domain (chatbots, identity, ...) in version order."""
+    if any(m.version == migration.version for m in MIGRATIONS):
+        raise ValueError(f"migration {migration.version} is already registered")
+    MIGRATIONS.append(migration)
+    MIGRATIONS.sort(key=lambda m: m.version)
+
+
+def current_schema(conn: Conn) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if row is None or row[0] is None:
+        raise StorageError("no schema to create the ledger in: check search_path")
+    return str(row[0])
+
+
+def applied_versions(conn: Conn) -> set[int]:
+    """Versions recorded in ``schema_migrations`` (empty before the first migration)."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return set()
+    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def pending(conn: Conn) -> list[Migration]:
+    try:
+        done = applied_versions(conn)
+    finally:
+        conn.rollback()
+    return [m for m in MIGRATIONS if m.version not in done]
+
+
+def apply_migrations(conn: Conn) -> list[int]:
+    """Apply pending migrations, each with its record in one transaction.
+
+    ``conn`` must not be in autocommit mode and must be idle. Each migration takes a
+    transaction-scoped advisory lock first, so concurrent starters apply it once.
+    """
+    if conn.autocommit:
+        raise ValueError("apply_migrations needs a connection outside autocommit mode")
+    applied: list[int] = []
+    if not pending(conn):
+        return applied
+    for migration in MIGRATIONS:
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+            if row is None or not row[0]:
+                conn.execute(
+                    "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                    "name text NOT NULL, applied_at text NOT NULL)"
+                )
+            done = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)
+            ).fetchone()
+            if done:
+                conn.rollback()
+                continue
+            if callable(migration.sql):
+                migration.sql(conn)
+            else:
+                conn.execute(migration.sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                (migration.version, migration.name, _now()),
+            )
+            conn.commit()
+            applied.append(migration.version)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            raise StorageError(
+                f"migration {migration.version} ({migration.name}) needs the owner role: "
+                f"{exc}; run `python -m chatledger.store.postgres_schema migrate` (or "
+                "setup-roles) as the owner first"
+            ) from exc
+        except BaseException:
+            conn.rollback()
+            raise
+    return applied
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# -- roles ---------------------------------------------------------------------------------
+
+
+def setup_roles(
+    admin_url: str,
+    app_role: str,
+    app_password: str,
+    *,
+    owner_role: str = "chatledger_owner",
+    schema: str = "public",
+) -> None:
+    """Create the owner and application roles, migrate as the owner, grant the app its rights.
+
+    ``admin_url`` names the target database and a role that may create roles and grant on
+    the schema (a superuser, or on managed services the admin role). Idempotent: run it again
+    after every upgrade so new tables get their grants. The owner role cannot log in (the
+    admin acts as it with ``SET ROLE``); the application role logs in with ``app_password``.
+    The application role is refused if it is a superuser, may bypass row security, or is a
+    member of the owner role (it would inherit the owner's rights).
+    """
+    if app_role == owner_role:
+        raise ValueError("the application role must differ from the owner role")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _ensure_role(conn, owner_role, login=False, password=None)
+        _ensure_role(conn, app_role, login=True, password=app_password)
+        _check_app_role(conn, app_role, owner_role)
+        ident = sql.Identifier
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                ident(schema), ident(owner_role)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
+                ident(schema), ident(owner_role)
+            )
+        )
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                ident(_current_database(conn)), ident(app_role)
+            )
+        )
+        # The app may create and change the platform's own tables (projections rebuilt
+        # from the ledger), never the ledger's: those belong to the owner.
+        conn.execute(
+            sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(ident(schema), ident(app_role))
+        )
+        _adopt_ledger_objects(conn, schema, owner_role)
+
+    with psycopg.connect(admin_url, autocommit=False) as conn:
+        conn.execute(sql.SQL("SET search_path = {}").format(ident(schema)))
+        conn.execute(sql.SQL("SET ROLE {}").format(ident(owner_role)))
+        conn.commit()
+        apply_migrations(conn)
+        conn.execute("RESET ROLE")
+        grant_app_privileges(conn, app_role, owner_role=owner_role, schema=schema)
+        conn.commit()
+
+
+def grant_app_privileges(
+    conn: Conn, app_role: str, *, owner_role: str = "chatledger_owner", schema: str = "public"
+) -> None:
+    """SELECT and INSERT on the ledger tables, EXECUTE on the erasure functions, DML on the
+    owner's other tables (the platform's projections); nothing else on the ledger."""
+    ident = sql.Identifier
+    app = ident(app_role)
+    for table in LEDGER_TABLES:
+        target = sql.SQL("{}.{}").format(ident(schema), ident(table))
+        conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(target, app))
+        privileges = "SELECT, INSERT" if table in APP_INSERTS else "SELECT"
+        conn.execute(sql.SQL(f"GRANT {privileges} ON {{}} TO {{}}").format(target, app))
+    migrations = sql.SQL("{}.schema_migrations").format(ident(schema))
+    conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(migrations, app))
+    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(migrations, app))
+    for function in ERASURE_FUNCTIONS:
+        name, args = function.split("(", 1)
+        conn.execute(
+            sql.SQL("GRANT EXECUTE ON FUNCTION {}.{}(" + args + " TO {}").format(
+                ident(schema), ident(name), app
+            )
+        )
+    others = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND pg_get_userbyid(c.relowner) = %s",
+        (schema, owner_role),
+    ).fetchall()
+    for (table,) in others:
+        if table in LEDGER_TABLES or table == "schema_migrations":
+            continue
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
+                ident(schema), ident(table), app
+            )
+        )
+
+
+def _ensure_role(conn: Conn, role: str, *, login: bool, password: str | None) -> None:
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    options = "LOGIN" if login else "NOLOGIN"
+    options += " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+    statement = sql.SQL(f"{verb} ROLE {{}} {options}").format(sql.Identifier(role))
+    if password is not None:
+        statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
+    conn.execute(statement)
+
+
+def _check_app_role(conn: Conn, app_role: str, owner_role: str) -> None:
+    row = conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (app_role, owner_role)).fetchone()
+    if row is not None and row[0]:
+        raise StorageError(
+            f"the application role {app_role} is a member of the owner role {owner_role}: "
+            "it would inherit the right to alter the ledger tables; revoke that membership"
+        )
+
+
+def _current_database(conn: Conn) -> str:
+    row = conn.execute("SELECT current_database()").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _adopt_ledger_objects(conn: Conn, schema: str, owner_role: str) -> None:
+    """Hand ledger tables created earlier by another role (a first run as the app) to the
+    owner, so that the application role does not own, and so cannot alter, the record."""
+    ident = sql.Identifier
+    for table in (*LEDGER_TABLES, "schema_migrations"):
+        found = conn.execute(
+            "SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+            (schema, table),
+        ).fetchone()
+        if found is not None and found[0] != owner_role:
+            conn.execute(
+                sql.SQL("ALTER TABLE {}.{} OWNER TO {}").format(
+                    ident(schema), ident(table), ident(owner_role)
+                )
+            )
+    for function in (
+        *ERASURE_FUNCTIONS,
+        "ledger_refuse()",
+        "ledger_payload_delete_check()",
+        "subject_key_destroy_check()",
+    ):
+        name, args = function.split("(", 1)
+        row = conn.execute(
+            "SELECT pg_get_userbyid(p.proowner) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s",
+            (schema, name),
+        ).fetchone()
+        if row is not None and row[0] != owner_role:
+            conn.execute(
+                sql.SQL("ALTER FUNCTION {}.{}(" + args + " OWNER TO {}").format(
+                    ident(schema), ident(name), ident(owner_role)
+                )
+            )
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m chatledger.store.postgres_schema",
+        description="Set up the ChatLedger schema and roles on PostgreSQL.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    roles = commands.add_parser("setup-roles", help="create roles, migrate as owner, grant")
+    roles.add_argument("--admin-url", required=True, help="URL of a superuser/admin role")
+    roles.add_argument("--app-role", required=True)
+    roles.add_argument(
+        "--app-password-env",
+        default="CHATLEDGER_APP_PASSWORD",
+        help="environment variable holding the app role's password (else it is asked)",
+    )
+    roles.add_argument("--owner-role", default="chatledger_owner")
+    roles.add_argument("--schema", default="public")
+    migrate = commands.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--url", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "setup-roles":
+            password = os.environ.get(args.app_password_env) or getpass.getpass(
+                f"password for {args.app_role}: "
+            )
+            setup_roles(
+                args.admin_url,
+                args.app_role,
+                password,
+                owner_role=args.owner_role,
+                schema=args.schema,
+            )
+            print(f"roles ready: owner {args.owner_role}, application {args.app_role}")
+        else:
+            with psycopg.connect(args.url) as conn:
+                done = apply_migrations(conn)
+            print(f"applied migrations: {done or 'none pending'}")
+    except (psycopg.Error, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

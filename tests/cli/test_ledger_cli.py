@@ -1,0 +1,199 @@
+"""The ``chatledger ledger`` commands of CONTRACT.md, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chatledger.cli.main import app
+
+runner = CliRunner()
+
+EVENTS = "\n".join(
+    json.dumps(e)
+    for e in [
+        {
+            "action": "document.upload",
+            "actor": {"type": "user", "id": "u1", "role": "admin"},
+            "entity": {"type": "document", "id": "d1"},
+            "payload": {"name": "faq.pdf"},
+            "subject": "user-1",
+        },
+        {
+            "action": "custom.billing.sync",
+            "actor": {"type": "service", "id": "erp"},
+            "entity": {"type": "invoice", "id": "i-9"},
+            "outcome": "failure",
+        },
+        {
+            "action": "message.user",
+            "actor": {"type": "anonymous", "id": "v-1"},
+            "entity": {"type": "message", "id": "m1"},
+            "subject": "visitor-1",
+            "payload": {"text": "Où est ma commande ? 📦"},
+        },
+    ]
+)
+
+
+def cli(data_dir: Path, *args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(
+        app,
+        [*args, "--data-dir", str(data_dir)]
+        if args[0] == "ledger" and args[1] != "verify-bundle"
+        else list(args),
+        input=input,
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def filled(data_dir: Path) -> Path:
+    code, out, err = cli(data_dir, "ledger", "append", input=EVENTS)
+    assert code == 0, err
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["0", "1", "2"]
+    return data_dir
+
+
+def test_append_json_output(data_dir: Path) -> None:
+    code, out, _ = cli(data_dir, "ledger", "append", "--json", input=EVENTS)
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["seq"] for r in rows] == [0, 1, 2]
+    assert all(len(r["leaf_hash"]) == 64 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("not json", "line 2: not valid JSON"),
+        (
+            '{"action": "nope.nope", "actor": {"type": "user", "id": "u"}, '
+            '"entity": {"type": "x", "id": "1"}}',
+            "line 2: unknown action",
+        ),
+        (
+            '{"actor": {"type": "user", "id": "u"}, "entity": {"type": "x", "id": "1"}}',
+            "line 2: event is missing 'action'",
+        ),
+        ('["a list"]', "line 2: an event must be a JSON object"),
+    ],
+)
+def test_append_refuses_invalid_lines_and_writes_nothing(
+    data_dir: Path, line: str, reason: str
+) -> None:
+    good = EVENTS.splitlines()[0]
+    code, _, err = cli(data_dir, "ledger", "append", input=f"{good}\n{line}\n")
+    assert code == 2
+    assert reason in err
+    assert "Traceback" not in err
+    code, out, _ = cli(data_dir, "ledger", "verify", "--json")
+    assert json.loads(out)["tree_size"] == 0
+
+
+def test_append_refuses_invalid_utf8(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(
+        b'{"action": "custom.x", "actor": {"type": "user", "id": "\xff"}, '
+        b'"entity": {"type": "x", "id": "1"}}\n'
+    )
+    with bad.open("rb") as stdin:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "chatledger.cli",
+                "ledger",
+                "append",
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert proc.returncode == 2
+    assert "line 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_verify_checkpoint_prove_export_verify_bundle(filled: Path, tmp_path: Path) -> None:
+    code, out, _ = cli(filled, "ledger", "verify")
+    assert code == 0 and out.startswith("ok: 3 entries verified")
+    cp_file = tmp_path / "cp.note"
+    code, _, _ = cli(filled, "ledger", "checkpoint", "--out", str(cp_file))
+    assert code == 0
+    note = cp_file.read_text()
+    code, key, _ = cli(filled, "ledger", "public-key")
+    key = key.strip()
+    assert key.count("+") >= 2 and note.splitlines()[-1].startswith("\u2014 " + key.split("+")[0])
+    code, out, _ = cli(filled, "ledger", "prove", "1")
+    proof = json.loads(out)
+    assert set(proof) >= {"leaf_index", "tree_size", "leaf_hash", "hashes", "root", "checkpoint"}
+    assert proof["leaf_index"] == 1
+    code, out, _ = cli(filled, "ledger", "verify", "--checkpoint", str(cp_file))
+    assert code == 0
+    bundle = tmp_path / "b.zip"
+    code, out, _ = cli(filled, "ledger", "export", "--out", str(bundle), "--from", "1", "--to", "2")
+    assert code == 0 and "entries 1..2" in out
+    code, out, err = cli(filled, "ledger", "verify-bundle", str(bundle), "--key", key)
+    assert code == 0, err
+    key_file = tmp_path / "log.pub"
+    key_file.write_text(key + "\n")
+    code, out, err = cli(
+        filled, "ledger", "verify-bundle", str(bundle), "--key", str(key_file), "--json"
+    )
+    assert code == 0 and json.loads(out)["ok"] is True
+
+
+def test_verify_names_the_first_bad_entry(filled: Path) -> None:
+    db = filled / "chatledger.db"
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER ledger_entries_no_update")
+    conn.execute(
+        "UPDATE ledger_entries SET body = replace(body, 'failure', 'success') WHERE seq = 1"
+    )
+    conn.commit()
+    conn.close()
+    code, _, err = cli(filled, "ledger", "verify")
+    assert code == 3, err
+    assert "seq 1" in err and "leaf_hash_mismatch" in err
+
+
+def test_erase_subject(filled: Path) -> None:
+    code, out, err = cli(
+        filled, "ledger", "erase-subject", "visitor-1", "--reason", "ticket 12", "--json"
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["payloads_erased"] == 1
+    code, out, _ = cli(filled, "ledger", "verify", "--json")
+    assert code == 0 and json.loads(out)["payloads_erased"] == 1
+
+
+def test_errors_are_one_line_without_traceback(filled: Path, tmp_path: Path) -> None:
+    for args in (
+        ["ledger", "prove", "999"],
+        ["ledger", "verify-bundle", str(tmp_path / "missing.zip")],
+        ["ledger", "export", "--out", str(tmp_path / "x.zip"), "--from", "7"],
+        ["ledger", "verify", "--checkpoint", str(tmp_path / "nope.note")],
+    ):
+        code, _, err = cli(filled, *args)
+        assert code != 0, args
+        assert err.startswith("error: ") and "Traceback" not in err, (args, err)
+
+
+def test_console_script_runs() -> None:
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "chatledger"), "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0 and "ledger" in proc.stdout

@@ -1,0 +1,98 @@
+"""Crypto-shredding: after erasure nothing can read the subject's content back, and the
+ledger and older bundles still verify."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatledger.errors import LegalHoldActive
+from chatledger.events import Actor
+from chatledger.ledger.bundle import export_bundle, verify_bundle
+from chatledger.ledger.service import Ledger
+from chatledger.ledger.writer import WorkContext
+from tests.conftest import sample_event
+
+DPO = Actor("user", "dpo-1", "admin")
+
+
+def _raw_bytes(ledger: Ledger) -> bytes:
+    path = Path(ledger.store.path)  # type: ignore[attr-defined]
+    data = path.read_bytes()
+    wal = Path(f"{path}-wal")
+    return data + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_erase_subject(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.append_many([sample_event(i, subject="carol" if i % 2 else "dave") for i in range(10)])
+    bundle_before = tmp_path / "before.zip"
+    export_bundle(ledger, bundle_before)
+    carol_seqs = [
+        r.entry.seq for r in ledger.records(0, 10) if r.payload and int(r.entry.attributes["n"]) % 2
+    ]
+    assert carol_seqs == [1, 3, 5, 7, 9]
+
+    receipt = ledger.erase_subject("carol", DPO, reason="GDPR art. 17, ticket 42")
+
+    for seq in carol_seqs:
+        record = ledger.read(seq)
+        assert record.payload is None
+        assert record.payload_status == "erased"
+        assert record.erasure_seq == receipt.seq
+        assert record.erased_at is not None
+    assert ledger.read(2).payload == {"text": "message number 2"}  # dave is untouched
+    erasure = ledger.read(receipt.seq)
+    assert erasure.entry.action == "privacy.subject_erased"
+    assert erasure.entry.attributes["payloads_erased"] == 5
+    assert erasure.entry.attributes["subject"] == ledger.subject_ref("carol")
+
+    # No query finds the content or the key any more, and no bytes remain in the file.
+    store = ledger.store
+    ref = ledger.subject_ref("carol")
+    keys = [k for k in store.subject_keys() if k.subject_ref == ref]
+    assert keys and all(k.wrapped is None and k.erasure_seq == receipt.seq for k in keys)
+    assert all(store.payload(seq) is None for seq in carol_seqs)
+    raw = _raw_bytes(ledger)
+    for seq in carol_seqs:
+        assert f"message number {seq}".encode() not in raw
+
+    report = ledger.verify()
+    assert report.ok, report.to_json()
+    assert report.payloads_erased == 5
+    assert verify_bundle(bundle_before).ok  # older bundles still verify
+    bundle_after = tmp_path / "after.zip"
+    export_bundle(ledger, bundle_after)
+    after = verify_bundle(bundle_after)
+    assert after.ok and after.payloads_erased == 5
+
+
+def test_new_content_after_erasure_gets_a_new_key(ledger: Ledger) -> None:
+    ledger.append(sample_event(1, subject="erin"))
+    ledger.erase_subject("erin", DPO)
+    seq = ledger.append(sample_event(2, subject="erin")).seq
+    assert ledger.read(seq).payload == {"text": "message number 2"}
+    assert ledger.read(0).payload_status == "erased"
+    assert ledger.verify().ok
+
+
+def test_erasure_refused_under_legal_hold(ledger: Ledger) -> None:
+    ledger.append(sample_event(1, subject="frank"))
+
+    def hold(ctx: WorkContext, subject: str) -> str | None:
+        return "hold-7 on frank (litigation)" if subject == "frank" else None
+
+    ledger.hold_check = hold
+    with pytest.raises(LegalHoldActive, match="hold-7"):
+        ledger.erase_subject("frank", DPO)
+    assert ledger.read(0).payload == {"text": "message number 1"}
+    assert ledger.size() == 1
+
+
+def test_payload_deletion_needs_an_erasure_record(ledger: Ledger) -> None:
+    ledger.append(sample_event(1, subject="gina"))
+    conn = sqlite3.connect(ledger.store.path)  # type: ignore[attr-defined]
+    with pytest.raises(sqlite3.DatabaseError, match="recorded erasure"):
+        conn.execute("DELETE FROM ledger_payloads")
+    conn.close()
