@@ -116,7 +116,7 @@ def test_forged_entry_inserted(populated: Path, make_ledger: LedgerFactory) -> N
         body = canonical(forged)
         conn.execute(
             "INSERT INTO ledger_entries VALUES (10, ?, 'message', 'message.feedback', ?, "
-            "'message', 'm9', 'success', ?, ?, ?, ?)",
+            "'message', 'm9', 'success', ?, 'bot-1', 'c4', ?, ?, ?)",
             (
                 forged["ts"],
                 "visitor-2",
@@ -139,7 +139,8 @@ def test_forged_entry_appended_at_the_tail(populated: Path, make_ledger: LedgerF
         body = canonical(forged)
         conn.execute(
             "INSERT INTO ledger_entries SELECT ?, ts, category, action, actor_id, entity_type, "
-            "entity_id, outcome, subject, ?, ?, mac FROM ledger_entries WHERE seq = ?",
+            "entity_id, outcome, subject, chatbot_id, conversation_id, ?, ?, mac "
+            "FROM ledger_entries WHERE seq = ?",
             (SIZE, body, merkle.leaf_hash(body), SIZE - 1),
         )
     assert_detected(verify_again(make_ledger), "entry_forged", SIZE)

@@ -342,7 +342,18 @@ def _check_entry(
         entry.entity.get("type"),
         entry.entity.get("id"),
     )
-    if columns != body or row.outcome != entry.outcome or row.subject != entry.subject:
+    refs = (row.chatbot_id, row.conversation_id)
+    attrs = entry.attributes
+    expected_refs = tuple(
+        value if isinstance(value := attrs.get(name), str) else None
+        for name in ("chatbot_id", "conversation_id")
+    )
+    if (
+        columns != body
+        or row.outcome != entry.outcome
+        or row.subject != entry.subject
+        or refs != expected_refs
+    ):
         problems.add(
             f"entry {seq}'s search columns disagree with its hashed body", "index_tampered", seq
         )

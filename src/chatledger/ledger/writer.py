@@ -335,6 +335,8 @@ class LedgerWriter:
                     ev.entity.id,
                     str(ev.outcome),
                     prepared.subject_ref,
+                    _text_attr(prepared.attributes, "chatbot_id"),
+                    _text_attr(prepared.attributes, "conversation_id"),
                     body,
                     leaf,
                     self._master.entry_mac(leaf),
@@ -357,3 +359,9 @@ class LedgerWriter:
         row = CheckpointRow(head.size, utc_timestamp(), note)
         txn.insert_checkpoint(row)
         return row
+
+
+def _text_attr(attributes: dict[str, Any], name: str) -> str | None:
+    """A string attribute copied into an indexed column (verification checks the copy)."""
+    value = attributes.get(name)
+    return value if isinstance(value, str) else None

@@ -28,6 +28,8 @@ class EntryRow:
     entity_id: str
     outcome: str
     subject: str | None
+    chatbot_id: str | None
+    conversation_id: str | None
     body: bytes
     leaf_hash: bytes
     mac: bytes

@@ -240,10 +240,20 @@ def current_schema(conn: Conn) -> str:
     return str(row[0])
 
 
+def _has_migrations_table(conn: Conn) -> bool:
+    # A plain catalog query, not to_regclass(): that one reads the catalog cache, which may
+    # not yet know of a table another session created while we waited for the lock.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = 'schema_migrations' AND n.nspname = current_schema())"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def applied_versions(conn: Conn) -> set[int]:
     """Versions recorded in ``schema_migrations`` (empty before the first migration)."""
-    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    if row is None or not row[0]:
+    if not _has_migrations_table(conn):
         return set()
     return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
 
@@ -270,8 +280,7 @@ def apply_migrations(conn: Conn) -> list[int]:
     for migration in MIGRATIONS:
         try:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-            if row is None or not row[0]:
+            if not _has_migrations_table(conn):
                 conn.execute(
                     "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
                     "name text NOT NULL, applied_at text NOT NULL)"

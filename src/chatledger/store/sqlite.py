@@ -27,7 +27,8 @@ from chatledger.store.base import (
 from chatledger.store.sqlite_schema import apply_migrations
 
 _ENTRY_COLUMNS = (
-    "seq, ts, category, action, actor_id, entity_type, entity_id, outcome, subject, body, "
+    "seq, ts, category, action, actor_id, entity_type, entity_id, outcome, subject, chatbot_id, "
+    "conversation_id, body, "
     "leaf_hash, mac"
 )
 
@@ -92,7 +93,7 @@ class SqliteWriteTxn:
 
     def insert_entries(self, rows: Sequence[EntryRow]) -> None:
         self.conn.executemany(
-            f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     r.seq,
@@ -104,6 +105,8 @@ class SqliteWriteTxn:
                     r.entity_id,
                     r.outcome,
                     r.subject,
+                    r.chatbot_id,
+                    r.conversation_id,
                     r.body,
                     r.leaf_hash,
                     r.mac,

@@ -40,12 +40,17 @@ CREATE TABLE ledger_entries (
     entity_id TEXT NOT NULL,
     outcome TEXT NOT NULL,
     subject TEXT,
+    chatbot_id TEXT,
+    conversation_id TEXT,
     body BLOB NOT NULL,
     leaf_hash BLOB NOT NULL,
     mac BLOB NOT NULL
 );
 CREATE INDEX ledger_entries_entity ON ledger_entries (entity_type, entity_id);
 CREATE INDEX ledger_entries_subject ON ledger_entries (subject) WHERE subject IS NOT NULL;
+CREATE INDEX ledger_entries_conversation ON ledger_entries (conversation_id)
+    WHERE conversation_id IS NOT NULL;
+CREATE INDEX ledger_entries_chatbot ON ledger_entries (chatbot_id, seq) WHERE chatbot_id IS NOT NULL;
 CREATE TABLE ledger_nodes (
     level INTEGER NOT NULL,
     idx INTEGER NOT NULL,
