@@ -57,6 +57,7 @@ ACTIONS: dict[str, Category] = {
     "document.delete": _C.DOCUMENT,
     "document.reject": _C.DOCUMENT,
     # configuration
+    "workspace.create": _C.CONFIGURATION,
     "chatbot.create": _C.CONFIGURATION,
     "chatbot.update": _C.CONFIGURATION,
     "chatbot.delete": _C.CONFIGURATION,
@@ -67,6 +68,7 @@ ACTIONS: dict[str, Category] = {
     "auth.login": _C.ACCESS,
     "auth.logout": _C.ACCESS,
     "auth.token_use": _C.ACCESS,
+    "auth.session_expired": _C.ACCESS,
     "apikey.create": _C.ACCESS,
     "apikey.revoke": _C.ACCESS,
     "user.create": _C.ACCESS,

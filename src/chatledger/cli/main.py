@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chatledger.cli import ledger
+from chatledger.cli import admin, ledger, server
 
 app = typer.Typer(
     help="ChatLedger: a RAG chatbot platform with a tamper-evident audit ledger.",
@@ -13,6 +13,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(admin.users_app, name="users")
+app.add_typer(admin.keys_app, name="keys")
+app.command()(server.serve)
+app.command()(server.demo)
 
 
 def _register_optional() -> None:

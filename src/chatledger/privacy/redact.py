@@ -20,7 +20,7 @@ _SECRET_VALUE_RE = re.compile(
     r"(?P<bearer>(?i:bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,})"
     r"|(?P<pem>-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
-    r"|(?P<apikey>\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bcl_(?:live|key)_[A-Za-z0-9_-]{16,}"
+    r"|(?P<apikey>\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\bcl[ks]_[A-Za-z0-9]{8,}_[A-Za-z0-9_-]{16,}"
     r"|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{30,}|\bxox[abpr]-[A-Za-z0-9-]{10,})"
     r"|(?P<pair>(?i:password|passwd|pwd|secret|api[_-]?key|token)\s*[=:]\s*[^\s,;&\"']{4,})"
 )
@@ -36,7 +36,7 @@ _TRIGGERS = (
     "sk-",
     "pk-",
     "rk-",
-    "cl_",
+    "clk_", "cls_",
     "akia",
     "gh",
     "xox",

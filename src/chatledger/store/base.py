@@ -71,6 +71,9 @@ class ErasureRow:
 class WriteTxn(Protocol):
     """One write transaction, holding the ledger's write lock until commit."""
 
+    conn: Any
+    """The backend's own connection, for components with backend-specific SQL (the index)."""
+
     def head(self) -> tuple[int, bytes | None]:
         """Tree size and the last entry's leaf hash, read under the write lock."""
         ...
@@ -114,6 +117,10 @@ class Store(Protocol):
     dialect: str
 
     def write(self) -> AbstractContextManager[WriteTxn]: ...
+
+    def read_connection(self) -> Any:
+        """This thread's read-only connection (for components with their own SQL)."""
+        ...
 
     def size(self) -> int: ...
 

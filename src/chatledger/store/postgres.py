@@ -46,8 +46,8 @@ from chatledger.store.postgres_schema import apply_migrations, current_schema
 Conn = psycopg.Connection[Any]
 
 _ENTRY_COLUMNS = (
-    "seq, ts, category, action, actor_id, entity_type, entity_id, outcome, subject, body, "
-    "leaf_hash, mac"
+    "seq, ts, category, action, actor_id, entity_type, entity_id, outcome, subject, chatbot_id, "
+    "conversation_id, body, leaf_hash, mac"
 )
 _KEY_COLUMNS = "key_ref, subject_ref, wrapped, created_at, erased_at, erasure_seq"
 
@@ -169,6 +169,8 @@ class PostgresWriteTxn:
                     r.entity_id,
                     r.outcome,
                     r.subject,
+                    r.chatbot_id,
+                    r.conversation_id,
                     r.body,
                     r.leaf_hash,
                     r.mac,
@@ -269,6 +271,9 @@ class PostgresStore:
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._application_name = application_name
         self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._thread_conns: list[Conn] = []
+        self._threads_lock = threading.Lock()
         self._closed = False
         self._writer: Conn = self._connect_writer()
         try:
@@ -351,6 +356,28 @@ class PostgresStore:
             conn.close()
 
     # -- reading ---------------------------------------------------------------------------
+
+    def read_connection(self) -> Conn:
+        """This thread's read-only connection (autocommit), for components with their own
+        PostgreSQL SQL. Closed with the store."""
+        conn: Conn | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            if self._closed:
+                raise StorageError("the store is closed")
+            try:
+                conn = psycopg.connect(
+                    self.url,
+                    autocommit=True,
+                    application_name=f"{self._application_name}-reader",
+                    connect_timeout=10,
+                )
+                _configure_reader(conn)
+            except psycopg.Error as exc:
+                raise StorageError(f"cannot connect to {self.display_url}: {exc}") from exc
+            self._local.conn = conn
+            with self._threads_lock:
+                self._thread_conns.append(conn)
+        return conn
 
     @contextmanager
     def _reader(self) -> Iterator[Conn]:
@@ -457,6 +484,10 @@ class PostgresStore:
             return
         self._closed = True
         self._pool.close()
+        with self._threads_lock:
+            for conn in self._thread_conns:
+                conn.close()
+            self._thread_conns.clear()
         with self._write_lock:
             self._writer.close()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -85,12 +86,18 @@ CREATE TABLE ledger_entries (
     entity_id text NOT NULL,
     outcome text NOT NULL,
     subject text,
+    chatbot_id text,
+    conversation_id text,
     body bytea NOT NULL,
     leaf_hash bytea NOT NULL,
     mac bytea NOT NULL
 );
 CREATE INDEX ledger_entries_entity ON ledger_entries (entity_type, entity_id);
 CREATE INDEX ledger_entries_subject ON ledger_entries (subject) WHERE subject IS NOT NULL;
+CREATE INDEX ledger_entries_conversation ON ledger_entries (conversation_id)
+    WHERE conversation_id IS NOT NULL;
+CREATE INDEX ledger_entries_chatbot ON ledger_entries (chatbot_id, seq)
+    WHERE chatbot_id IS NOT NULL;
 CREATE TABLE ledger_nodes (
     level integer NOT NULL,
     idx bigint NOT NULL,
@@ -222,7 +229,22 @@ def _ledger_v1(conn: Conn) -> None:
     conn.execute(sql.SQL(LEDGER_V1_FUNCTIONS).format(schema=sql.Identifier(schema)))
 
 
-MIGRATIONS: list[Migration] = [Migration(1, "ledger", _ledger_v1)]
+def portable(ddl: str) -> str:
+    """SQL written for both databases, with SQLite's two storage types mapped: ``BLOB`` to
+    ``bytea`` and ``INTEGER`` to ``bigint`` (SQLite integers are 64-bit)."""
+    return re.sub(r"\bINTEGER\b", "bigint", re.sub(r"\bBLOB\b", "bytea", ddl))
+
+
+def _platform_v1(conn: Conn) -> None:
+    from chatledger.store.platform_schema import PLATFORM_V1
+
+    conn.execute(portable(PLATFORM_V1).encode())
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "ledger", _ledger_v1),
+    Migration(2, "platform", _platform_v1),
+]
 
 
 def register(migration: Migration) -> None:
@@ -335,45 +357,58 @@ def setup_roles(
     the schema (a superuser, or on managed services the admin role). Idempotent: run it again
     after every upgrade so new tables get their grants. The owner role cannot log in (the
     admin acts as it with ``SET ROLE``); the application role logs in with ``app_password``.
-    The application role is refused if it is a superuser, may bypass row security, or is a
-    member of the owner role (it would inherit the owner's rights).
+    An existing role is refused as the application role if it is a superuser, may create
+    roles or bypass row security, or is a member of the owner role (it would inherit the
+    owner's rights over the ledger tables).
     """
     if app_role == owner_role:
         raise ValueError("the application role must differ from the owner role")
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=False) as conn:
         _ensure_role(conn, owner_role, login=False, password=None)
         _ensure_role(conn, app_role, login=True, password=app_password)
         _check_app_role(conn, app_role, owner_role)
-        ident = sql.Identifier
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                ident(schema), ident(owner_role)
-            )
-        )
-        conn.execute(
-            sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
-                ident(schema), ident(owner_role)
-            )
-        )
-        conn.execute(
-            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                ident(_current_database(conn)), ident(app_role)
-            )
-        )
-        # The app may create and change the platform's own tables (projections rebuilt
-        # from the ledger), never the ledger's: those belong to the owner.
-        conn.execute(
-            sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(ident(schema), ident(app_role))
-        )
-        _adopt_ledger_objects(conn, schema, owner_role)
-
-    with psycopg.connect(admin_url, autocommit=False) as conn:
-        conn.execute(sql.SQL("SET search_path = {}").format(ident(schema)))
-        conn.execute(sql.SQL("SET ROLE {}").format(ident(owner_role)))
         conn.commit()
+        prepare_schema(conn, app_role, owner_role=owner_role, schema=schema)
+
+
+def prepare_schema(
+    conn: Conn, app_role: str, *, owner_role: str = "chatledger_owner", schema: str = "public"
+) -> None:
+    """With both roles in place: the schema (owned by the owner), its migrations (applied as
+    the owner), and the application role's grants. ``conn`` is an admin's, outside autocommit;
+    its search_path and role are restored afterwards."""
+    ident = sql.Identifier
+    conn.execute(
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            ident(schema), ident(owner_role)
+        )
+    )
+    conn.execute(
+        sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(ident(schema), ident(owner_role))
+    )
+    conn.execute(
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            ident(_current_database(conn)), ident(app_role)
+        )
+    )
+    # The app may create and change the platform's own tables (projections rebuilt from the
+    # ledger), never the ledger's: those belong to the owner.
+    conn.execute(
+        sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(ident(schema), ident(app_role))
+    )
+    _adopt_ledger_objects(conn, schema, owner_role)
+    conn.execute(sql.SQL("SET search_path = {}").format(ident(schema)))
+    conn.execute(sql.SQL("SET ROLE {}").format(ident(owner_role)))
+    conn.commit()
+    try:
         apply_migrations(conn)
         conn.execute("RESET ROLE")
         grant_app_privileges(conn, app_role, owner_role=owner_role, schema=schema)
+        conn.commit()
+    finally:
+        conn.rollback()
+        conn.execute("RESET ROLE")
+        conn.execute("RESET search_path")
         conn.commit()
 
 
@@ -415,14 +450,28 @@ def grant_app_privileges(
 
 
 def _ensure_role(conn: Conn, role: str, *, login: bool, password: str | None) -> None:
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    verb = "ALTER" if exists else "CREATE"
-    options = "LOGIN" if login else "NOLOGIN"
-    options += " NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-    statement = sql.SQL(f"{verb} ROLE {{}} {options}").format(sql.Identifier(role))
+    found = conn.execute(
+        "SELECT rolsuper OR rolcreaterole OR rolbypassrls FROM pg_roles WHERE rolname = %s",
+        (role,),
+    ).fetchone()
+    ident = sql.Identifier(role)
+    if found is None:
+        options = "LOGIN" if login else "NOLOGIN"
+        conn.execute(
+            sql.SQL(
+                "CREATE ROLE {} " + options + " NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                "NOREPLICATION NOBYPASSRLS"
+            ).format(ident)
+        )
+    elif found[0]:
+        raise StorageError(
+            f"the role {role} is a superuser or may create roles or bypass row security: "
+            "choose a plain role for the ledger"
+        )
     if password is not None:
-        statement = sql.SQL("{} PASSWORD {}").format(statement, sql.Literal(password))
-    conn.execute(statement)
+        conn.execute(
+            sql.SQL("ALTER ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password))
+        )
 
 
 def _check_app_role(conn: Conn, app_role: str, owner_role: str) -> None:

@@ -242,6 +242,10 @@ class SqliteStore:
                 self._readers.append(conn)
         return conn
 
+    def read_connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection (for components with their own SQL)."""
+        return self._reader()
+
     def size(self) -> int:
         row = self._reader().execute("SELECT MAX(seq) FROM ledger_entries").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1

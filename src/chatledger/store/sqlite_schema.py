@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chatledger.store.platform_schema import PLATFORM_V1
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -50,7 +52,8 @@ CREATE INDEX ledger_entries_entity ON ledger_entries (entity_type, entity_id);
 CREATE INDEX ledger_entries_subject ON ledger_entries (subject) WHERE subject IS NOT NULL;
 CREATE INDEX ledger_entries_conversation ON ledger_entries (conversation_id)
     WHERE conversation_id IS NOT NULL;
-CREATE INDEX ledger_entries_chatbot ON ledger_entries (chatbot_id, seq) WHERE chatbot_id IS NOT NULL;
+CREATE INDEX ledger_entries_chatbot ON ledger_entries (chatbot_id, seq)
+    WHERE chatbot_id IS NOT NULL;
 CREATE TABLE ledger_nodes (
     level INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -104,7 +107,18 @@ BEGIN SELECT RAISE(ABORT, 'subject keys are destroyed, not deleted'); END;
 """
 )
 
-MIGRATIONS: list[Migration] = [Migration(1, "ledger", LEDGER_V1)]
+
+def _retrieval_index(conn: sqlite3.Connection) -> None:
+    from chatledger.rag.index import SqliteIndex
+
+    SqliteIndex().create_schema(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "ledger", LEDGER_V1),
+    Migration(2, "platform", PLATFORM_V1),
+    Migration(3, "retrieval index", _retrieval_index),
+]
 
 
 def register(migration: Migration) -> None:

@@ -1,0 +1,79 @@
+"""Authentication for the API: ``Authorization: Bearer <api key>`` or a console session
+cookie (with a CSRF token on unsafe methods)."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from chatledger.errors import ChatLedgerError, Forbidden, Unauthenticated
+from chatledger.events import Actor, Entity, Event, Outcome
+from chatledger.identity.principal import Principal
+from chatledger.identity.service import KEY_PREFIX, SESSION_PREFIX
+from chatledger.platform import Platform
+
+SESSION_COOKIE = "chatledger_session"
+CSRF_HEADER = "x-csrf-token"
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _record_missing(platform: Platform, request: Request, reason: str) -> None:
+    ip = client_ip(request)
+    with contextlib.suppress(ChatLedgerError):
+        platform.ledger.append(
+            Event(
+                "auth.login_failed",
+                Actor("anonymous", ip or "unknown"),
+                Entity("http_request", f"{request.method} {request.url.path}"[:200]),
+                Outcome.DENIED,
+                attributes={"method": "none", "reason": reason},
+                payload={"ip": ip} if ip else None,
+            )
+        )
+
+
+def authenticate(request: Request) -> Principal:
+    platform = get_platform(request)
+    ip = client_ip(request)
+    header = request.headers.get("authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            _record_missing(platform, request, "malformed_authorization")
+            raise Unauthenticated("use 'Authorization: Bearer <api key>'")
+        if token.startswith(SESSION_PREFIX):
+            principal = platform.identity.authenticate_session(token, ip=ip).principal
+        elif token.startswith(KEY_PREFIX):
+            principal = platform.identity.authenticate_key(token, ip=ip)
+        else:
+            principal = platform.identity.authenticate_key(token, ip=ip)  # records the failure
+        request.state.principal = principal
+        return principal
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        session = platform.identity.authenticate_session(cookie, ip=ip)
+        request.state.principal = session.principal
+        if request.method in _UNSAFE:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, session.csrf_token):
+                raise Forbidden("missing or wrong CSRF token", details={"reason": "csrf"})
+        return session.principal
+    _record_missing(platform, request, "missing_credentials")
+    raise Unauthenticated("authentication required: send 'Authorization: Bearer <api key>'")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -1,0 +1,149 @@
+"""Conversations, messages (JSON or server-sent events), feedback, resolution, replay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatledger.api.auth import CurrentPrincipal, PlatformDep
+from chatledger.chat.replay import replay_conversation
+from chatledger.events import Entity, Event
+from chatledger.identity.roles import Permission
+from chatledger.identity.service import require
+
+router = APIRouter(tags=["conversations"])
+
+
+class ConversationStart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str | None = Field(default=None, max_length=200)
+    visitor_id: str | None = Field(default=None, max_length=200)
+    channel: str = Field(default="api", max_length=50)
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=255)
+    type: str = Field(max_length=100)
+    size: int = Field(ge=0)
+    sha256: str = Field(min_length=64, max_length=64)
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(max_length=100_000)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=20)
+    stream: bool = False
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rating: Literal["positive", "negative"]
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ConversationPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    resolution: Literal["resolved", "escalated", "abandoned"] | None = None
+    outcome_tags: list[str] | None = Field(default=None, max_length=50)
+    ended: bool | None = None
+
+
+@router.post("/chatbots/{chatbot_id}/conversations", status_code=201)
+def start_conversation(
+    chatbot_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    body: ConversationStart | None = None,
+) -> dict[str, Any]:
+    body = body or ConversationStart()
+    conv = platform.chat.start(
+        principal,
+        chatbot_id,
+        user_id=body.user_id,
+        visitor_id=body.visitor_id,
+        channel=body.channel,
+        user_agent=request.headers.get("user-agent"),
+    )
+    return conv.to_json()
+
+
+def _sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+    for item in events:
+        yield f"event: {item['event']}\ndata: ".encode() + orjson.dumps(item["data"]) + b"\n\n"
+
+
+@router.post("/conversations/{conversation_id}/messages")
+def post_message(
+    conversation_id: str,
+    body: MessageIn,
+    request: Request,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> Any:
+    """Send a message; the answer comes with its sources and scores. With ``"stream": true``
+    or ``Accept: text/event-stream`` the answer streams as server-sent events."""
+    attachments = [a.model_dump() for a in body.attachments]
+    if body.stream or "text/event-stream" in request.headers.get("accept", ""):
+        events = platform.chat.stream(principal, conversation_id, body.text, attachments)
+        return StreamingResponse(
+            _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    return platform.chat.send(principal, conversation_id, body.text, attachments).to_json()
+
+
+@router.post("/messages/{message_id}/feedback", status_code=201)
+def feedback(
+    message_id: str, body: FeedbackIn, principal: CurrentPrincipal, platform: PlatformDep
+) -> dict[str, Any]:
+    return platform.chat.feedback(principal, message_id, body.rating, body.comment)
+
+
+@router.patch("/conversations/{conversation_id}")
+def update_conversation(
+    conversation_id: str,
+    body: ConversationPatch,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    return platform.chat.update(principal, conversation_id, changes).to_json()
+
+
+@router.get("/conversations/{conversation_id}")
+def get_conversation(
+    conversation_id: str, principal: CurrentPrincipal, platform: PlatformDep
+) -> dict[str, Any]:
+    conv = platform.chat.get(principal, conversation_id)
+    platform.chat.require_read(principal, conv)
+    return conv.to_json()
+
+
+@router.get("/conversations/{conversation_id}/replay")
+def replay(
+    conversation_id: str, principal: CurrentPrincipal, platform: PlatformDep
+) -> dict[str, Any]:
+    """The conversation as recorded in the ledger, with sources as they were. Recorded as a
+    transcript access."""
+    conv = platform.chat.get(principal, conversation_id)
+    require(principal, Permission.CONVERSATION_READ, "conversation", conversation_id)
+    result = replay_conversation(platform.ledger, conv.id)
+    platform.ledger.append(
+        Event(
+            "conversation.view",
+            principal.actor,
+            Entity("conversation", conv.id),
+            attributes={
+                "chatbot_id": conv.chatbot_id,
+                "conversation_id": conv.id,
+                "via": "replay",
+            },
+        )
+    )
+    return result

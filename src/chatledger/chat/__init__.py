@@ -1,0 +1,1 @@
+"""Conversations, messages, answers, feedback, resolution and outcomes; replay."""

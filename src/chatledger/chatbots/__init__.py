@@ -1,0 +1,1 @@
+"""Chatbots and their versioned, audited configuration."""

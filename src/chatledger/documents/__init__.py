@@ -1,0 +1,1 @@
+"""Documents of a chatbot: upload, versions, deletion, and the content-addressed store."""

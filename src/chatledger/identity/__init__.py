@@ -1,0 +1,1 @@
+"""Users, roles, API keys, sessions and the permission each action needs."""

@@ -1,0 +1,71 @@
+"""The running platform: settings, the ledger, and every domain service over it.
+
+One object per process, built once at start-up and passed explicitly (to the API app
+factory, to the CLI); nothing lives at module level.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatledger.chat.providers import ProviderRegistry
+from chatledger.chat.service import ChatService
+from chatledger.chatbots.service import ChatbotService
+from chatledger.config import Settings
+from chatledger.documents.service import DocumentService
+from chatledger.identity.service import IdentityService
+from chatledger.ledger.service import Ledger
+from chatledger.runtime import open_ledger
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    ledger: Ledger
+    identity: IdentityService
+    chatbots: ChatbotService
+    documents: DocumentService
+    chat: ChatService
+    providers: ProviderRegistry
+    guard: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Platform:
+        ledger = open_ledger(settings)
+        chatbots = ChatbotService(ledger)
+        providers = ProviderRegistry()
+        platform = cls(
+            settings=settings,
+            ledger=ledger,
+            identity=IdentityService(ledger),
+            chatbots=chatbots,
+            documents=DocumentService(ledger, chatbots),
+            chat=ChatService(ledger, chatbots, providers),
+            providers=providers,
+        )
+        from chatledger.chat.guard_adapter import install_guard
+
+        install_guard(platform)
+        return platform
+
+    def start_background_jobs(self, every: float = 60.0) -> None:
+        """Housekeeping while serving: abandon idle conversations."""
+
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.chat.abandon_idle()
+                except Exception:  # keep the job alive; the next round retries
+                    import logging
+
+                    logging.getLogger(__name__).exception("idle-conversation job failed")
+
+        threading.Thread(target=loop, name="housekeeping", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.providers.close()
+        self.ledger.close()
