@@ -29,6 +29,8 @@ class Settings:
     max_payload_bytes: int = 64 * 1024
     publish_dirs: list[str] = field(default_factory=list)
     publish_urls: list[str] = field(default_factory=list)
+    # requests per window for each kind of caller: {"ip": [120, 60], "api_key": [600, 60], ...}
+    rate_limits: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def from_env(

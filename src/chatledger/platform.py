@@ -30,6 +30,7 @@ class Platform:
     chat: ChatService
     providers: ProviderRegistry
     guard: Any = None
+    abuse: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -46,9 +47,14 @@ class Platform:
             chat=ChatService(ledger, chatbots, providers),
             providers=providers,
         )
+        from chatledger.api.abuse import AbuseControl, limits_from_settings
         from chatledger.chat.guard_adapter import install_guard
+        from chatledger.guard import RateLimiter
 
-        install_guard(platform)
+        adapter = install_guard(platform)
+        platform.abuse = AbuseControl(
+            ledger, RateLimiter(limits_from_settings(settings.rate_limits)), adapter.anomalies
+        )
         return platform
 
     def start_background_jobs(self, every: float = 60.0) -> None:

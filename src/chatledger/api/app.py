@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from chatledger import __version__
 from chatledger.api.errors import install_error_handlers
-from chatledger.api.routes import audit, chatbots, conversations, documents
+from chatledger.api.routes import audit, auth, chatbots, conversations, documents
 from chatledger.platform import Platform
 
 API_PREFIX = "/api/v1"
@@ -43,6 +43,12 @@ def create_app(platform: Platform) -> FastAPI:
     def health() -> dict[str, object]:
         return {"status": "ok", "ledger_size": platform.ledger.size()}
 
-    for router in (chatbots.router, documents.router, conversations.router, audit.router):
+    for router in (
+        auth.router,
+        chatbots.router,
+        documents.router,
+        conversations.router,
+        audit.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -47,6 +47,19 @@ def _record_missing(platform: Platform, request: Request, reason: str) -> None:
 def authenticate(request: Request) -> Principal:
     platform = get_platform(request)
     ip = client_ip(request)
+    path = request.url.path
+    platform.abuse.charge("ip", ip or "unknown", None, path, ip)
+    principal = _authenticate(platform, request, ip)
+    kind = {"api_key": "api_key", "session": "session", "widget": "visitor"}.get(principal.via)
+    if kind is not None:
+        platform.abuse.charge(
+            kind, principal.credential_id or principal.actor.id, principal.actor, path, ip
+        )
+    platform.abuse.observe_request(principal, path)
+    return principal
+
+
+def _authenticate(platform: Platform, request: Request, ip: str | None) -> Principal:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")

@@ -1,6 +1,6 @@
 """Renders docs/api.md from the app's OpenAPI document, so the reference cannot rot.
 
-    python -m chatledger.api.reference > docs/api.md
+python -m chatledger.api.reference > docs/api.md
 """
 
 from __future__ import annotations

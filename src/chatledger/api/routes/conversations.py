@@ -122,6 +122,7 @@ def get_conversation(
 ) -> dict[str, Any]:
     conv = platform.chat.get(principal, conversation_id)
     platform.chat.require_read(principal, conv)
+    platform.abuse.observe_access(principal, "conversation", conv.id)
     return conv.to_json()
 
 
@@ -133,6 +134,7 @@ def replay(
     transcript access."""
     conv = platform.chat.get(principal, conversation_id)
     require(principal, Permission.CONVERSATION_READ, "conversation", conversation_id)
+    platform.abuse.observe_access(principal, "conversation", conv.id)
     result = replay_conversation(platform.ledger, conv.id)
     platform.ledger.append(
         Event(

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: documents, parsing, chunking, index, retrieval, answering."""
