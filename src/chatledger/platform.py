@@ -58,7 +58,20 @@ class Platform:
         return platform
 
     def start_background_jobs(self, every: float = 60.0) -> None:
-        """Housekeeping while serving: abandon idle conversations."""
+        """Housekeeping while serving: abandon idle conversations, and the jobs of other
+        domains (each module's ``start_jobs(platform, stop)`` runs its own threads)."""
+        import importlib
+
+        for module in ("chatledger.audit.forward", "chatledger.privacy.retention"):
+            try:
+                jobs = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                continue
+            start = getattr(jobs, "start_jobs", None)
+            if start is not None:
+                start(self, self._stop)
 
         def loop() -> None:
             while not self._stop.wait(every):

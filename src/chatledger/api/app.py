@@ -9,7 +9,18 @@ from fastapi import FastAPI, Request, Response
 
 from chatledger import __version__
 from chatledger.api.errors import install_error_handlers
-from chatledger.api.routes import audit, auth, chatbots, conversations, documents
+from chatledger.api.routes import (
+    analytics,
+    audit,
+    audit_search,
+    auth,
+    chatbots,
+    conversations,
+    documents,
+    evidence,
+    otlp,
+    privacy,
+)
 from chatledger.platform import Platform
 
 API_PREFIX = "/api/v1"
@@ -43,12 +54,26 @@ def create_app(platform: Platform) -> FastAPI:
     def health() -> dict[str, object]:
         return {"status": "ok", "ledger_size": platform.ledger.size()}
 
-    for router in (
-        auth.router,
-        chatbots.router,
-        documents.router,
-        conversations.router,
-        audit.router,
-    ):
-        app.include_router(router, prefix=API_PREFIX)
+    api_modules = (
+        auth,
+        chatbots,
+        documents,
+        conversations,
+        audit,
+        audit_search,
+        evidence,
+        privacy,
+        analytics,
+    )
+    for module in api_modules:
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(otlp.router)  # OTLP/HTTP lives at its standard path, /v1/traces
+    _mount_console(app)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The web console and chat widget (server-rendered), when present."""
+    from chatledger.console.routes import mount
+
+    mount(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from chatledger.cli import admin, ledger, server
+from chatledger.cli import admin, audit, ledger, server
 
 app = typer.Typer(
     help="ChatLedger: a RAG chatbot platform with a tamper-evident audit ledger.",
@@ -15,19 +15,32 @@ app = typer.Typer(
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(audit.app, name="audit")
 app.command()(server.serve)
 app.command()(server.demo)
 
 
-def _register_optional() -> None:
-    try:
-        from chatledger.cli import guard
-    except ImportError:  # pragma: no cover - the guard ships with the package
-        return
-    app.add_typer(guard.app, name="guard", help="The prompt-injection guard.")
+def _register_domains() -> None:
+    """Command groups owned by other domains: each module exports a Typer ``app``."""
+    import importlib
+
+    for module, name, help_text in (
+        ("guard", "guard", "The prompt-injection guard."),
+        ("privacy", "privacy", "Retention policies, legal holds, data-subject erasure."),
+        ("analytics", "analytics", "Unanswered questions, feedback, outcomes, security trends."),
+        ("chatbots", "chatbots", "Chatbots and their configuration history."),
+        ("integrations", "integrations", "Ingest from chatbots built elsewhere."),
+    ):
+        try:
+            sub = importlib.import_module(f"chatledger.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"chatledger.cli.{module}":
+                raise
+            continue
+        app.add_typer(sub.app, name=name, help=help_text)
 
 
-_register_optional()
+_register_domains()
 
 
 def main() -> None:

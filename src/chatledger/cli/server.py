@@ -19,6 +19,7 @@ def run_server(platform: Platform, host: str, port: int) -> None:
     from chatledger.api.app import create_app
 
     app = create_app(platform)
+    platform.start_background_jobs()
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:

@@ -114,10 +114,26 @@ def _retrieval_index(conn: sqlite3.Connection) -> None:
     SqliteIndex().create_schema(conn)
 
 
+def _domain(module: str) -> Callable[[sqlite3.Connection], None]:
+    """A migration whose statements live in ``chatledger.store.<module>.SQLITE_SCHEMA``."""
+
+    def apply(conn: sqlite3.Connection) -> None:
+        import importlib
+
+        script = importlib.import_module(f"chatledger.store.{module}").SQLITE_SCHEMA
+        for statement in _split(script):
+            conn.execute(statement)
+
+    return apply
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", LEDGER_V1),
     Migration(2, "platform", PLATFORM_V1),
     Migration(3, "retrieval index", _retrieval_index),
+    Migration(10, "audit", _domain("schema_audit")),
+    Migration(11, "privacy", _domain("schema_privacy")),
+    Migration(12, "integrations", _domain("schema_integrations")),
 ]
 
 

@@ -1,0 +1,7 @@
+"""Routes of the otlp domain (filled in by its module's owner)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,1 @@
+"""Investigation: search, exports and SIEM forwarding, evidence packs, analytics."""

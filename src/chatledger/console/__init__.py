@@ -1,0 +1,1 @@
+"""The web console and the embeddable chat widget (server-rendered)."""

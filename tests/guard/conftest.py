@@ -1,0 +1,24 @@
+"""Shared fixtures for the guard tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatledger.guard.detector import InjectionDetector
+
+GUARD_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "guard-data"
+
+
+@pytest.fixture(scope="session")
+def detector() -> InjectionDetector:
+    """Rules only: the tests must not depend on whether an embedding model is installed."""
+    return InjectionDetector(embeddings=None)
+
+
+@pytest.fixture(scope="session")
+def guard_data() -> Path:
+    if not (GUARD_DATA / "purplellama-prompt-injection.json").is_file():
+        pytest.skip(f"guard data set not found at {GUARD_DATA.resolve()} (shared/guard-data)")
+    return GUARD_DATA
