@@ -3,9 +3,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import httpx
+import pytest
 
 from tests.api.server import LiveServer, live_server
 

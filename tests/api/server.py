@@ -45,15 +45,26 @@ class LiveServer:
         return token
 
 
+GENEROUS_LIMITS = {kind: [1_000_000, 60] for kind in ("ip", "visitor", "session", "api_key")}
+
+
 @contextmanager
-def live_server(data_dir: Path) -> Iterator[LiveServer]:
+def live_server(
+    data_dir: Path, *, rate_limits: dict[str, list[float]] | None = None, port: int | None = None
+) -> Iterator[LiveServer]:
+    """Serve a platform on loopback; tests that are not about rate limits get generous ones."""
     settings = Settings.load(data_dir)
+    settings.rate_limits = GENEROUS_LIMITS if rate_limits is None else rate_limits
     platform = Platform.open(settings)
-    workspace = platform.identity.create_workspace("Test workspace", Actor("system", "tests"))
+    existing = platform.identity.workspaces()
+    if existing:
+        workspace = str(existing[0]["id"])
+    else:
+        workspace = platform.identity.create_workspace("Test workspace", Actor("system", "tests"))
     admin_key, _ = platform.identity.create_api_key(
         system_principal(workspace), role="admin", name="test admin"
     )
-    port = free_port()
+    port = port or free_port()
     config = uvicorn.Config(create_app(platform), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -204,7 +204,7 @@ def test_everything_recorded_is_rebuilt_from_the_ledger(
     assert replay["participant"]["visitor_id"] == "visitor-42"
     assert replay["resolution"] == "resolved" and replay["outcome_tags"] == ["lead_capture", "vip"]
     assert replay["ended_at"] == end.entry.ts
-    replayed = [m for m in replay["messages"] if m["role"] == "assistant"][0]
+    replayed = next(m for m in replay["messages"] if m["role"] == "assistant")
     assert replayed["text"] == answer["text"]
     assert [s["text"] for s in replayed["sources"]] == [s["text"] for s in answer["sources"]]
     assert all(s["document_name"] for s in replayed["sources"])

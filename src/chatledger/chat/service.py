@@ -24,7 +24,7 @@ from chatledger.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chatledger.events import SYSTEM, Actor, Entity, Event, Outcome
 from chatledger.identity.principal import Principal
 from chatledger.identity.roles import Permission
-from chatledger.identity.service import require
+from chatledger.identity.service import require, same_workspace
 from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
@@ -255,8 +255,9 @@ class ChatService:
         self, principal: Principal, conversation_id: str, *, record_view: bool = True
     ) -> Conversation:
         conv = self.find(conversation_id)
-        if conv is None or conv.workspace_id != principal.workspace_id:
+        if conv is None:
             raise NotFound(f"no conversation {conversation_id}")
+        same_workspace(principal, conv.workspace_id, "conversation", conversation_id)
         self._check_owner(principal, conv)
         return conv
 
@@ -268,7 +269,10 @@ class ChatService:
 
     def _check_owner(self, principal: Principal, conv: Conversation) -> None:
         if principal.via == "widget" and principal.actor.id != conv.visitor_id:
-            raise NotFound(f"no conversation {conv.id}")
+            raise Forbidden(
+                "this conversation belongs to another visitor",
+                details={"entity_type": "conversation", "entity_id": conv.id},
+            )
 
     def _require_chat(self, principal: Principal, chatbot_id: str) -> None:
         if principal.via != "widget":
@@ -276,8 +280,9 @@ class ChatService:
 
     def _bot(self, principal: Principal, chatbot_id: str) -> Chatbot:
         bot = self.chatbots.find(chatbot_id)
-        if bot is None or bot.workspace_id != principal.workspace_id:
+        if bot is None:
             raise NotFound(f"no chatbot {chatbot_id}")
+        same_workspace(principal, bot.workspace_id, "chatbot", chatbot_id)
         return bot
 
     # -- messages -------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from chatledger.errors import InvalidInput, NotFound
 from chatledger.events import Entity, Event
 from chatledger.identity.principal import Principal
 from chatledger.identity.roles import Permission
-from chatledger.identity.service import require
+from chatledger.identity.service import require, same_workspace
 from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
@@ -132,8 +132,9 @@ class ChatbotService:
     ) -> Chatbot:
         require(principal, Permission.CHATBOT_READ, "chatbot", chatbot_id)
         bot = self.find(chatbot_id, include_deleted=include_deleted)
-        if bot is None or bot.workspace_id != principal.workspace_id:
+        if bot is None:
             raise NotFound(f"no chatbot {chatbot_id}")
+        same_workspace(principal, bot.workspace_id, "chatbot", chatbot_id)
         return bot
 
     def find(self, chatbot_id: str, *, include_deleted: bool = False) -> Chatbot | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from chatledger.cli.common import handle_errors, print_json
+from chatledger.cli.common import DatabaseUrl, DataDir, handle_errors, print_json
 from chatledger.errors import InvalidInput
 from chatledger.guard.detector import DEFAULT_THRESHOLD, InjectionDetector
 from chatledger.guard.verdict import SOURCES, Source
@@ -48,6 +48,8 @@ def scan(
         bool,
         typer.Option(help="Use a locally installed embedding model if there is one."),
     ] = True,
+    data_dir: DataDir = None,
+    database: DatabaseUrl = None,
 ) -> None:
     """Scan JSON Lines from standard input, print one verdict per line as JSON.
 

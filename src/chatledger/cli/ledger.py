@@ -241,9 +241,14 @@ def verify_bundle_cmd(
     key: Annotated[
         str | None, typer.Option(help="The log's verifier key, or a file holding it.")
     ] = None,
+    data_dir: DataDir = None,
+    database: DatabaseUrl = None,
     json: JsonFlag = False,
 ) -> None:
-    """Verify a bundle offline, using nothing but the file and the key."""
+    """Verify a bundle offline, using nothing but the file and the key.
+
+    (--data-dir and --database are accepted like everywhere, and not used: nothing but the
+    bundle and the key is read.)"""
     if not file.is_file():
         raise fail(f"no such bundle: {file}", 2)
     report = verify_bundle(file, _key_argument(key))

@@ -40,7 +40,7 @@ class UploadResult:
     format: str
     title: str
     page_count: int | None
-    flagged_chunks: int = 0
+    excluded_chunks: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -197,7 +197,7 @@ class DocumentService:
                 "page_count": parsed.page_count,
                 "chunk_count": len(chunks),
                 "chunks_digest": sha256_hex("\n".join(c.sha256 for c in chunks).encode()),
-                "flagged_chunks": sorted(flagged),
+                "excluded_chunks": sorted(flagged),
             }
             if previous:
                 attributes["replaced"] = {

@@ -526,6 +526,17 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+def same_workspace(
+    principal: Principal, workspace_id: str, entity_type: str, entity_id: str
+) -> None:
+    """Refuse (403, recorded as access.denied) a thing of another workspace."""
+    if workspace_id != principal.workspace_id:
+        raise Forbidden(
+            f"this {entity_type} belongs to another workspace",
+            details={"entity_type": entity_type, "entity_id": entity_id, "reason": "workspace"},
+        )
+
+
 def require(principal: Principal, permission: Permission, entity_type: str, entity_id: str) -> None:
     """Raise Forbidden when the principal lacks ``permission`` (the API records the denial)."""
     if not principal.can(permission):
