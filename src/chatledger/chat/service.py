@@ -7,6 +7,8 @@ its score, document version and hash, the citations and the groundedness signal.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import secrets
 import time
 import uuid
@@ -172,6 +174,20 @@ def _answer_json(
             for h in hits
         ],
     }
+
+
+# A model that follows the citation instruction says so when the sources do not cover a
+# question; these are the usual phrasings (the offline responder flags itself).
+_UNANSWERED = re.compile(
+    r"\b(i (?:do not|don't|don’t) know|i(?: am|'m|’m) not sure|i (?:could not|couldn't|couldn’t|"
+    r"cannot|can't|can’t) find|(?:is|are) not (?:covered|mentioned) in|no information (?:about|on)|"
+    r"(?:the )?(?:sources|passages|documents) do not (?:say|cover|mention))",
+    re.IGNORECASE,
+)
+
+
+def looks_unanswered(text: str) -> bool:
+    return bool(_UNANSWERED.search(text[:600]))
 
 
 class ChatService:
@@ -513,6 +529,8 @@ class ChatService:
     ) -> TurnResult:
         from chatledger.rag.prompting import number_passages
 
+        if not completion.unanswered and not blocked and looks_unanswered(completion.text):
+            completion = dataclasses.replace(completion, unanswered=True)
         passages = number_passages(hits)
         grounding = assess(completion.text, passages, unanswered=completion.unanswered)
         cited = list(grounding.cited_chunk_ids)
