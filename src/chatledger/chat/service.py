@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Generator, Sequence
@@ -104,6 +105,7 @@ class TurnResult:
     answer: dict[str, Any]
     seq: int
     extra: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds, by phase
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -199,6 +201,7 @@ class ChatService:
         self.providers = providers
         self.index = SqliteIndex()
         self.guard: ChatGuard | None = None
+        self._clock = threading.local()
 
     # -- conversations --------------------------------------------------------------------
 
@@ -361,10 +364,30 @@ class ChatService:
             )
             return seq, [event, *screening.events]
 
-        seq = self.ledger.transact(work)[0]
+        seq = self._transact(work)[0]
         return conv, bot, message_id, seq, screening, items
 
+    def _transact(self, work: Any) -> Any:
+        """The ledger transaction of a turn, timed (for the Server-Timing header)."""
+        started = time.perf_counter()
+        try:
+            return self.ledger.transact(work)
+        finally:
+            self._clock.ledger = getattr(self._clock, "ledger", 0.0) + time.perf_counter() - started
+
     def send(
+        self, principal: Principal, conversation_id: str, text: Any, attachments: Any = None
+    ) -> TurnResult:
+        started = time.perf_counter()
+        self._clock.ledger = 0.0
+        result = self._send(principal, conversation_id, text, attachments)
+        result.timings = {
+            "ledger": self._clock.ledger * 1000,
+            "total": (time.perf_counter() - started) * 1000,
+        }
+        return result
+
+    def _send(
         self, principal: Principal, conversation_id: str, text: Any, attachments: Any = None
     ) -> TurnResult:
         conv, bot, message_id, _seq, screening, _ = self._accept_message(
@@ -635,7 +658,7 @@ class ChatService:
                 )
             return seq, events
 
-        seq = self.ledger.transact(work)[0]
+        seq = self._transact(work)[0]
         return TurnResult(conv.id, message_id, answer, seq)
 
     def _record_failure(

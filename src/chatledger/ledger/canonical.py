@@ -50,13 +50,19 @@ def canonical_json(value: Any) -> bytes:
     Raises :class:`InvalidInput` for values JSON cannot represent canonically: NaN and
     infinities, integers beyond +/-2**53, lone surrogates, non-string keys, other types.
     """
+    return canonical_json_checked(value)[0]
+
+
+def canonical_json_checked(value: Any) -> tuple[bytes, bool]:
+    """The canonical bytes, and whether the fast path produced them (so callers embedding
+    ``value`` in a larger object know that object can take it too)."""
     if fast_path_ok(value):
         try:
-            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS), True
         except TypeError as exc:  # lone surrogates and the like
             raise InvalidInput(f"value is not valid JSON text: {exc}") from exc
     try:
-        return rfc8785.dumps(value)
+        return rfc8785.dumps(value), False
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InvalidInput(f"value cannot be canonicalised (RFC 8785): {exc}") from exc
 

@@ -15,7 +15,7 @@ import orjson
 
 from chatledger.errors import IntegrityError, InvalidInput
 from chatledger.events import Event
-from chatledger.ledger.canonical import canonical_json, fast_path_ok, parse_json
+from chatledger.ledger.canonical import canonical_json, canonical_json_checked, parse_json
 from chatledger.privacy.payloads import PreparedPayload
 from chatledger.privacy.redact import redact
 
@@ -49,8 +49,7 @@ class PreparedEvent:
         attributes = redact(event.attributes)
         # Canonicalise now so that a value JSON cannot represent is refused before writing;
         # remember whether the fast path applies, so the writer need not walk them again.
-        fast = fast_path_ok(attributes)
-        attr_bytes = canonical_json(attributes)
+        attr_bytes, fast = canonical_json_checked(attributes)
         if len(attr_bytes) > max_payload_bytes:
             raise InvalidInput(
                 "attributes are too large; put bulky content in the payload",

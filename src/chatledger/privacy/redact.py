@@ -7,6 +7,7 @@ PEM private keys, ``password=...`` pairs) are replaced in place.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -36,7 +37,8 @@ _TRIGGERS = (
     "sk-",
     "pk-",
     "rk-",
-    "clk_", "cls_",
+    "clk_",
+    "cls_",
     "akia",
     "gh",
     "xox",
@@ -48,11 +50,16 @@ _TRIGGERS = (
 )
 
 
+_TRIGGER_RE = re.compile("|".join(re.escape(t) for t in _TRIGGERS), re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEY_RE.match(key) is not None
+
+
 def _redact_text(text: str) -> str:
-    if len(text) < 12:
-        return text
-    lowered = text.lower()
-    if not any(trigger in lowered for trigger in _TRIGGERS):
+    if len(text) < 12 or not _TRIGGER_RE.search(text):
         return text
     return _SECRET_VALUE_RE.sub(lambda m: f"[REDACTED:{m.lastgroup}]", text)
 
@@ -64,7 +71,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if isinstance(key, str) and _SECRET_KEY_RE.match(key) and item not in (None, ""):
+            if isinstance(key, str) and _secret_key(key) and item not in (None, ""):
                 out[key] = REDACTED
             else:
                 out[key] = redact(item)

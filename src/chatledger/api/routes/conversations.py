@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
@@ -95,7 +95,9 @@ def post_message(
         return StreamingResponse(
             _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return platform.chat.send(principal, conversation_id, body.text, attachments).to_json()
+    result = platform.chat.send(principal, conversation_id, body.text, attachments)
+    timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in result.timings.items())
+    return JSONResponse(result.to_json(), headers={"Server-Timing": timing} if timing else None)
 
 
 @router.post("/messages/{message_id}/feedback", status_code=201)
