@@ -61,7 +61,7 @@ class MasterSecret:
 
     def entry_mac(self, leaf_hash: bytes) -> bytes:
         """Authenticates an entry as written by this deployment (the key never enters the DB)."""
-        return hmac.new(self._entry_mac_key, leaf_hash, hashlib.sha256).digest()
+        return hmac.digest(self._entry_mac_key, leaf_hash, "sha256")
 
     def wrap(self, key_ref: str, key: bytes) -> bytes:
         nonce = os.urandom(12)

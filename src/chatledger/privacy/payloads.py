@@ -9,7 +9,6 @@ which binds a ciphertext to the one entry that commits to it.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ class PreparedPayload:
 
 
 def payload_digest(salt: bytes, body: bytes) -> str:
-    return hmac.new(salt, body, hashlib.sha256).hexdigest()
+    return hmac.digest(salt, body, "sha256").hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +58,14 @@ class OpenedPayload:
     salt: bytes
 
 
-def open_payload(
+def check_payload(aead: AESGCM, nonce: bytes, ciphertext: bytes, digest: str, seq: int) -> None:
+    """Decrypt and check a payload against its entry's digest, without parsing it."""
+    _decrypt(aead, nonce, ciphertext, digest, seq)
+
+
+def _decrypt(
     aead: AESGCM, nonce: bytes, ciphertext: bytes, digest: str, seq: int
-) -> OpenedPayload:
-    """Decrypt and check a payload against the digest its entry commits to."""
+) -> tuple[bytes, bytes]:
     try:
         plain = aead.decrypt(nonce, ciphertext, digest.encode())
     except InvalidTag:
@@ -78,5 +81,13 @@ def open_payload(
             reason="payload_digest_mismatch",
             seq=seq,
         )
+    return salt, body
+
+
+def open_payload(
+    aead: AESGCM, nonce: bytes, ciphertext: bytes, digest: str, seq: int
+) -> OpenedPayload:
+    """Decrypt and check a payload against the digest its entry commits to."""
+    salt, body = _decrypt(aead, nonce, ciphertext, digest, seq)
     value = parse_json(body)
     return OpenedPayload(value, body, salt)
