@@ -1,0 +1,146 @@
+"""Several server processes on one ledger under load: 4 `chatledger serve` processes, 100
+concurrent clients chatting for a while; afterwards every acknowledged message is recorded
+exactly once and the ledger verifies. Runs on SQLite, and on PostgreSQL when the test setup
+provides one (CHATLEDGER_LOAD_DATABASE_URL, set by the PostgreSQL tests' fixtures)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chatledger.config import Settings
+from chatledger.events import Actor
+from chatledger.identity.principal import system_principal
+from chatledger.platform import Platform
+from tests.api.server import free_port
+
+DURATION = float(os.environ.get("CHATLEDGER_LOAD_SECONDS", "60"))
+SERVERS = 4
+CLIENTS = 100
+
+
+def prepare(data_dir: Path, database: str | None) -> tuple[str, str]:
+    settings = Settings.load(data_dir, database_url=database)
+    settings.rate_limits = {k: [10_000_000, 60] for k in ("ip", "visitor", "session", "api_key")}
+    settings.save()
+    platform = Platform.open(settings)
+    try:
+        op = system_principal(platform.identity.create_workspace("Load", Actor("system", "tests")))
+        key, _ = platform.identity.create_api_key(op, role="admin")
+        bot = platform.chatbots.create(op, "Load bot", {})
+        platform.documents.upload(
+            op,
+            bot.id,
+            "hours.md",
+            b"# Opening hours\n\nSupport is open from 9 to 5 on weekdays.\n\n"
+            b"# Refunds\n\nRefunds are issued within 14 days.\n",
+            None,
+        )
+        return key, bot.id
+    finally:
+        platform.close()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[list[str], str, str, Path, str | None]]:
+    database = os.environ.get("CHATLEDGER_LOAD_DATABASE_URL") or None
+    data_dir = tmp_path / "data"
+    key, bot = prepare(data_dir, database)
+    procs = []
+    urls = []
+    env = {**os.environ, "CHATLEDGER_DATA_DIR": str(data_dir)}
+    if database:
+        env["CHATLEDGER_DATABASE_URL"] = database
+    for _ in range(SERVERS):
+        port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        )
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url in urls:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "a server did not start"
+                time.sleep(0.2)
+        yield urls, key, bot, data_dir, database
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.communicate(timeout=60)
+
+
+@pytest.mark.slow
+def test_four_servers_hundred_clients(
+    servers: tuple[list[str], str, str, Path, str | None],
+) -> None:
+    urls, key, bot, data_dir, database = servers
+    acknowledged: list[str] = []  # message ids the servers answered 200 for
+    failures: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + DURATION
+
+    def client(i: int) -> None:
+        url = urls[i % len(urls)]
+        with httpx.Client(
+            base_url=url, headers={"authorization": f"Bearer {key}"}, timeout=120
+        ) as http:
+            conv = http.post(f"/api/v1/chatbots/{bot}/conversations", json={"visitor_id": f"v{i}"})
+            if conv.status_code != 201:
+                with lock:
+                    failures.append(conv.text[:200])
+                return
+            conv_id = conv.json()["id"]
+            while time.monotonic() < stop_at:
+                r = http.post(
+                    f"/api/v1/conversations/{conv_id}/messages",
+                    json={"text": "When is support open?"},
+                )
+                with lock:
+                    if r.status_code == 200:
+                        acknowledged.append(r.json()["message_id"])
+                    else:
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    assert acknowledged, "no turn was acknowledged"
+
+    platform = Platform.open(Settings.load(data_dir, database_url=database))
+    try:
+        ledger = platform.ledger
+        entries = list(ledger.entries(0, ledger.size()))
+        users = [e.attributes["message_id"] for e in entries if e.action == "message.user"]
+        answers = [e.attributes["in_reply_to"] for e in entries if e.action == "message.answer"]
+        assert sorted(users) == sorted(set(users)), "a message was recorded twice"
+        assert sorted(users) == sorted(acknowledged)
+        assert sorted(answers) == sorted(acknowledged)
+        assert [e.seq for e in entries] == list(range(len(entries)))
+        report = ledger.verify()
+        assert report.ok, report.to_json()
+    finally:
+        platform.close()
+    print(f"\n{len(acknowledged)} turns acknowledged in {DURATION:.0f} s by {SERVERS} servers")
