@@ -21,21 +21,31 @@ def load_signer(path: Path, origin: str) -> NoteSigner:
         return NoteSigner.parse(path.read_text(encoding="utf-8"))
     signer = NoteSigner.generate(origin)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(signer.encode() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    return signer
+    try:
+        os.link(tmp, path)  # atomic; another process may have created the key first
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return NoteSigner.parse(path.read_text(encoding="utf-8"))
 
 
 def open_store(settings: Settings) -> Store:
     if settings.database_url:
         if settings.database_url.startswith(("postgresql://", "postgres://")):
-            raise InvalidInput(
-                "the PostgreSQL backend is not available in this version; "
-                "omit --database to use the embedded SQLite file"
-            )
+            try:
+                from chatledger.store.postgres import PostgresStore
+            except ImportError as exc:  # psycopg is an optional dependency
+                raise InvalidInput(
+                    "the PostgreSQL backend needs psycopg: pip install 'chatledger[postgres]'"
+                ) from exc
+            return PostgresStore(settings.database_url)
         raise InvalidInput("--database must be a postgresql:// URL")
     from chatledger.store.sqlite import SqliteStore
 

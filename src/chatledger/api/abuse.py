@@ -54,7 +54,7 @@ class AbuseControl:
                 [
                     Event(
                         "guard.rate_limited",
-                        actor or Actor("anonymous", ip or "unknown"),
+                        actor or self.ledger.anonymous_actor(ip),
                         Entity("rate_limit", f"{kind}:{key}"[:200]),
                         Outcome.BLOCKED,
                         attributes={

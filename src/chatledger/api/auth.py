@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chatledger.errors import ChatLedgerError, Forbidden, Unauthenticated
-from chatledger.events import Actor, Entity, Event, Outcome
+from chatledger.events import Entity, Event, Outcome
 from chatledger.identity.principal import Principal
 from chatledger.identity.service import KEY_PREFIX, SESSION_PREFIX
 from chatledger.platform import Platform
@@ -35,7 +35,7 @@ def _record_missing(platform: Platform, request: Request, reason: str) -> None:
         platform.ledger.append(
             Event(
                 "auth.login_failed",
-                Actor("anonymous", ip or "unknown"),
+                platform.ledger.anonymous_actor(ip),
                 Entity("http_request", f"{request.method} {request.url.path}"[:200]),
                 Outcome.DENIED,
                 attributes={"method": "none", "reason": reason},

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chatledger.errors import ChatLedgerError, Forbidden, RateLimited
-from chatledger.events import Actor, Entity, Event, Outcome
+from chatledger.events import Entity, Event, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _record(request: Request, action: str, outcome: Outcome, attributes: dict[st
         return
     principal = getattr(request.state, "principal", None)
     ip = request.client.host if request.client else None
-    actor = principal.actor if principal is not None else Actor("anonymous", ip or "unknown")
+    actor = principal.actor if principal is not None else platform.ledger.anonymous_actor(ip)
     try:
         platform.ledger.append(
             Event(

@@ -32,7 +32,7 @@ from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
 from chatledger.rag.grounding import assess
-from chatledger.rag.index import SqliteIndex
+from chatledger.rag.index_factory import index_for
 from chatledger.rag.prompting import build_request
 from chatledger.rag.providers import ChatMessage, Completion, ProviderError, StreamDone, TextDelta
 from chatledger.rag.retrieval import Hit
@@ -199,7 +199,7 @@ class ChatService:
         self.ledger = ledger
         self.chatbots = chatbots
         self.providers = providers
-        self.index = SqliteIndex()
+        self.index = index_for(ledger.store)
         self.guard: ChatGuard | None = None
         self._clock = threading.local()
 

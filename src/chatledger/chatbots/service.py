@@ -226,7 +226,7 @@ class ChatbotService:
     def delete(self, principal: Principal, chatbot_id: str) -> None:
         require(principal, Permission.CHATBOT_WRITE, "chatbot", chatbot_id)
         bot = self.get(principal, chatbot_id)
-        from chatledger.rag.index import SqliteIndex
+        from chatledger.rag.index_factory import index_for
 
         def work(ctx: WorkContext) -> tuple[None, list[Event]]:
             now = utc_timestamp()
@@ -239,7 +239,7 @@ class ChatbotService:
                 "UPDATE documents SET deleted_at = ? WHERE chatbot_id = ? AND deleted_at IS NULL",
                 (now, chatbot_id),
             )
-            SqliteIndex().remove_chatbot(ctx.txn.conn, chatbot_id)
+            index_for(self.ledger.store).remove_chatbot(ctx.txn.conn, chatbot_id)
             return None, [
                 Event(
                     "chatbot.delete",

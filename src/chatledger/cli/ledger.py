@@ -279,7 +279,10 @@ def erase_subject(
     json: JsonFlag = False,
 ) -> None:
     """Erase a data subject's personal content (refused under legal hold)."""
+    from chatledger.privacy.holds import install_on_ledger
+
     with opened_ledger(data_dir, database) as ledger:
+        install_on_ledger(ledger)  # legal holds refuse the erasure
         receipt = ledger.erase_subject(subject, Actor("user", actor, "operator"), reason=reason)
         record = ledger.read(receipt.seq)
     attrs = record.entry.attributes

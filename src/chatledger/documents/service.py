@@ -22,7 +22,8 @@ from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
 from chatledger.rag.chunking import Chunk, chunk_document
-from chatledger.rag.index import IndexChunk, SqliteIndex
+from chatledger.rag.index import IndexChunk
+from chatledger.rag.index_factory import index_for
 from chatledger.rag.parse_types import DEFAULT_LIMITS, DocumentRejected, ParseLimits
 from chatledger.rag.parsing import parse_document
 
@@ -62,7 +63,7 @@ class DocumentService:
         self.ledger = ledger
         self.chatbots = chatbots
         self.limits = limits
-        self.index = SqliteIndex()
+        self.index = index_for(ledger.store)
         self.chunk_screen: Any = None  # set by the guard: flags injected chunks at ingestion
 
     def upload(

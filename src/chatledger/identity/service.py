@@ -301,7 +301,7 @@ class IdentityService:
         self.ledger.append(
             Event(
                 "auth.login_failed",
-                Actor("anonymous", ip or "unknown"),
+                self.ledger.anonymous_actor(ip),
                 Entity(method, credential or "unknown"),
                 Outcome.DENIED,
                 attributes={"method": method, "reason": reason},
@@ -455,7 +455,7 @@ class IdentityService:
             events = [
                 Event(
                     "auth.login_failed",
-                    Actor("anonymous", ip or "unknown"),
+                    self.ledger.anonymous_actor(ip),
                     Entity("user", user_id),
                     Outcome.DENIED,
                     attributes={

@@ -106,6 +106,11 @@ class Ledger:
     def subject_ref(self, subject: str) -> str:
         return self._master.subject_ref(subject)
 
+    def anonymous_actor(self, ip: str | None) -> Actor:
+        """An unauthenticated caller, named by a keyed pseudonym of its address: the address
+        itself goes only in payloads, where retention can erase it."""
+        return Actor("anonymous", self._master.subject_ref(f"ip:{ip or 'unknown'}"))
+
     # -- reading --------------------------------------------------------------------------
 
     def size(self) -> int:

@@ -47,12 +47,19 @@ class MasterSecret:
             return cls(path.read_bytes())
         path.parent.mkdir(parents=True, exist_ok=True)
         secret = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(secret)
             fh.flush()
             os.fsync(fh.fileno())
-        return cls(secret)
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process created it first
+        except FileExistsError:
+            pass  # another process won the race: use its secret
+        finally:
+            os.unlink(tmp)
+        return cls(path.read_bytes())
 
     def subject_ref(self, subject: str) -> str:
         """The keyed pseudonym under which a subject appears in ledger entries."""

@@ -7,6 +7,12 @@
   committed). The group commit makes one lock hold cover many events.
 - ``synchronous_commit = on`` on the writer: an acknowledged append is on disk (and on the
   synchronous standbys, if the server has any).
+- Few round trips: the lock and the head are read in one pipeline; inserts (one multi-row
+  ``INSERT ... SELECT FROM unnest(...)`` per table) and savepoints are queued and go out with
+  the next statement that needs an answer, or with the COMMIT. Live subject keys found by
+  earlier transactions are remembered while no key is destroyed (the newest erasure that
+  destroyed one is read under the lock too), so a process whose key cache the ledger drops
+  because another process appended does not look every subject up again.
 - Readers share a small connection pool (autocommit, read-only sessions). Iterators fetch in
   batches and hand the connection back between batches.
 - The platform's own SQL is written for SQLite with ``?`` placeholders.
@@ -126,99 +132,175 @@ def _entry(row: tuple[Any, ...]) -> EntryRow:
     return EntryRow(*row)
 
 
-class PostgresWriteTxn:
-    """One write transaction on the writer connection, holding the log's advisory lock."""
+_HEAD_SQL = "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
 
-    def __init__(self, conn: Conn) -> None:
+Params = tuple[Any, ...]
+_MAX_CACHED_KEYS = 100_000
+
+
+def _unnest_insert(table: str, columns: str, types: str) -> str:
+    """One INSERT of many rows, each column sent as one array parameter."""
+    arrays = ", ".join(f"%b::{t}[]" for t in types.split())
+    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+
+
+_INSERT_ENTRIES = _unnest_insert(
+    "ledger_entries",
+    _ENTRY_COLUMNS,
+    "bigint text text text text text text text text text text bytea bytea bytea",
+)
+_INSERT_NODES = _unnest_insert("ledger_nodes", "level, idx, hash", "integer bigint bytea")
+_INSERT_PAYLOADS = _unnest_insert(
+    "ledger_payloads", "seq, key_ref, nonce, ciphertext", "bigint text bytea bytea"
+)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> Params:
+    return tuple([row[i] for row in rows] for i in range(width))
+
+
+class PostgresWriteTxn:
+    """One write transaction on the writer connection, holding the log's advisory lock.
+
+    Statements whose result nobody waits for (the inserts, savepoints) are queued and sent
+    in one pipeline with the next statement that needs an answer, or with the COMMIT: a
+    group commit costs two round trips (lock and head; everything else and COMMIT) plus one
+    per subject seen for the first time.
+    """
+
+    def __init__(
+        self,
+        conn: Conn,
+        head: tuple[int, bytes | None] | None = None,
+        known_keys: dict[str, SubjectKeyRow] | None = None,
+    ) -> None:
         self.conn = conn
+        self._head = head
+        self._queued: list[tuple[str, Params | None]] = []
         self._savepoints = 0
+        self._known_keys = known_keys if known_keys is not None else {}
+        self.found_keys: dict[str, SubjectKeyRow] = {}
+        """Live keys read in this transaction that were committed before it began."""
+        self.inserted_keys: set[str] = set()
+        self.destroyed_keys = False
+
+    def _queue(self, sql: str, params: Params | None = None) -> None:
+        self._head = None
+        self._queued.append((sql, params))
+
+    def _send_queued(self) -> None:
+        for sql, params in self._queued:
+            self.conn.execute(sql, params)
+        self._queued.clear()
+
+    def _ask(self, sql: str, params: Params | None = None) -> psycopg.Cursor[Any]:
+        """Send what is queued and ``sql`` in one round trip; the cursor holds the answer."""
+        if not self._queued:
+            return self.conn.execute(sql, params)
+        with self.conn.pipeline():
+            self._send_queued()
+            cur = self.conn.execute(sql, params)
+        return cur
+
+    def commit(self) -> None:
+        with self.conn.pipeline():
+            self._send_queued()
+            self.conn.commit()
 
     def head(self) -> tuple[int, bytes | None]:
-        row = self.conn.execute(
-            "SELECT seq, leaf_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return 0, None
-        return int(row[0]) + 1, bytes(row[1])
+        if self._head is None:
+            row = self._ask(_HEAD_SQL).fetchone()
+            self._head = (0, None) if row is None else (int(row[0]) + 1, bytes(row[1]))
+        return self._head
 
     def fetch_nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+        self._flush()
         return _nodes_query(self.conn, keys)
 
-    def _copy(self, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        with (
-            self.conn.cursor() as cur,
-            cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+    def _flush(self) -> None:
+        if self._queued:
+            with self.conn.pipeline():
+                self._send_queued()
 
     def insert_entries(self, rows: Sequence[EntryRow]) -> None:
-        self._copy(
-            "ledger_entries",
-            _ENTRY_COLUMNS,
-            [
-                (
-                    r.seq,
-                    r.ts,
-                    r.category,
-                    r.action,
-                    r.actor_id,
-                    r.entity_type,
-                    r.entity_id,
-                    r.outcome,
-                    r.subject,
-                    r.chatbot_id,
-                    r.conversation_id,
-                    r.body,
-                    r.leaf_hash,
-                    r.mac,
-                )
-                for r in rows
-            ],
-        )
+        if rows:
+            self._queue(
+                _INSERT_ENTRIES,
+                _columns(
+                    [
+                        (
+                            r.seq,
+                            r.ts,
+                            r.category,
+                            r.action,
+                            r.actor_id,
+                            r.entity_type,
+                            r.entity_id,
+                            r.outcome,
+                            r.subject,
+                            r.chatbot_id,
+                            r.conversation_id,
+                            r.body,
+                            r.leaf_hash,
+                            r.mac,
+                        )
+                        for r in rows
+                    ],
+                    14,
+                ),
+            )
 
     def insert_nodes(self, rows: Sequence[tuple[int, int, bytes]]) -> None:
-        self._copy("ledger_nodes", "level, idx, hash", rows)
+        if rows:
+            self._queue(_INSERT_NODES, _columns(rows, 3))
 
     def insert_payloads(self, rows: Sequence[PayloadRow]) -> None:
-        self._copy(
-            "ledger_payloads",
-            "seq, key_ref, nonce, ciphertext",
-            [(r.seq, r.key_ref, r.nonce, r.ciphertext) for r in rows],
-        )
+        if rows:
+            self._queue(
+                _INSERT_PAYLOADS,
+                _columns([(r.seq, r.key_ref, r.nonce, r.ciphertext) for r in rows], 4),
+            )
 
     def insert_checkpoint(self, row: CheckpointRow) -> None:
-        self.conn.execute(
+        self._queue(
             "INSERT INTO ledger_checkpoints (size, ts, note) VALUES (%s, %s, %s) "
             "ON CONFLICT (size) DO NOTHING",
             (row.size, row.ts, row.note),
         )
 
     def live_subject_key(self, subject_ref: str) -> SubjectKeyRow | None:
-        row = self.conn.execute(
+        known = self._known_keys.get(subject_ref)
+        if known is not None and not self.destroyed_keys:
+            return known
+        row = self._ask(
             f"SELECT {_KEY_COLUMNS} FROM subject_keys WHERE subject_ref = %s "
             "AND wrapped IS NOT NULL ORDER BY created_at DESC LIMIT 1",
             (subject_ref,),
         ).fetchone()
-        return SubjectKeyRow(*row) if row else None
+        if row is None:
+            return None
+        key = SubjectKeyRow(*row)
+        if key.key_ref not in self.inserted_keys:
+            self.found_keys[subject_ref] = key
+        return key
 
     def insert_subject_key(self, row: SubjectKeyRow) -> None:
-        self.conn.execute(
+        self.inserted_keys.add(row.key_ref)
+        self._queue(
             f"INSERT INTO subject_keys ({_KEY_COLUMNS}) VALUES (%s, %s, %s, %s, NULL, NULL)",
             (row.key_ref, row.subject_ref, row.wrapped, row.created_at),
         )
 
     def erase_subject_keys(self, subject_ref: str, erased_at: str, erasure_seq: int) -> int:
-        row = self.conn.execute(
+        self.destroyed_keys = True
+        row = self._ask(
             "SELECT ledger_destroy_subject_keys(%s, %s, %s)",
             (subject_ref, erased_at, erasure_seq),
         ).fetchone()
         return int(row[0]) if row else 0
 
     def payload_seqs_for_subject(self, subject_ref: str) -> list[int]:
-        rows = self.conn.execute(
+        rows = self._ask(
             "SELECT p.seq FROM ledger_payloads p JOIN subject_keys k ON p.key_ref = k.key_ref "
             "WHERE k.subject_ref = %s ORDER BY p.seq",
             (subject_ref,),
@@ -228,28 +310,29 @@ class PostgresWriteTxn:
     def record_payload_erasures(
         self, seqs: Sequence[int], erasure_seq: int, reason: str, *, delete: bool
     ) -> None:
-        if not seqs:
-            return
-        self.conn.execute(
-            "SELECT ledger_record_payload_erasures(%s::bigint[], %s, %s, %s)",
-            (list(seqs), erasure_seq, reason, delete),
-        )
+        if seqs:
+            self._ask(
+                "SELECT ledger_record_payload_erasures(%s::bigint[], %s, %s, %s)",
+                (list(seqs), erasure_seq, reason, delete),
+            )
 
     def savepoint(self) -> None:
         self._savepoints += 1
-        self.conn.execute(f"SAVEPOINT sp{self._savepoints}")
+        self._queue(f"SAVEPOINT sp{self._savepoints}")
 
     def release_savepoint(self) -> None:
-        self.conn.execute(f"RELEASE SAVEPOINT sp{self._savepoints}")
+        self._queue(f"RELEASE SAVEPOINT sp{self._savepoints}")
         self._savepoints -= 1
 
     def rollback_savepoint(self) -> None:
-        self.conn.execute(f"ROLLBACK TO SAVEPOINT sp{self._savepoints}")
-        self.conn.execute(f"RELEASE SAVEPOINT sp{self._savepoints}")
+        self._queue(f"ROLLBACK TO SAVEPOINT sp{self._savepoints}")
+        self._queue(f"RELEASE SAVEPOINT sp{self._savepoints}")
         self._savepoints -= 1
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (``?`` placeholders) of the platform's own tables."""
+        self._head = None
+        self._flush()
         return _run(self.conn, sql, params)
 
 
@@ -271,6 +354,10 @@ class PostgresStore:
         self._lock_timeout_ms = int(lock_timeout * 1000)
         self._application_name = application_name
         self._write_lock = threading.Lock()
+        # Live subject keys read by earlier write transactions (writer thread only); valid
+        # while no key is destroyed, which the epoch read under the lock tells.
+        self._live_keys: dict[str, SubjectKeyRow] = {}
+        self._key_epoch: int | None = None
         self._local = threading.local()
         self._thread_conns: list[Conn] = []
         self._threads_lock = threading.Lock()
@@ -328,23 +415,57 @@ class PostgresStore:
             if self._closed:
                 raise StorageError("the store is closed")
             if self._writer.closed or self._writer.broken:
+                self._writer.close()
                 self._writer = self._connect_writer()  # the server restarted: start over
-            conn = self._writer
+            conn, head, epoch = self._lock(self._writer)
+            if epoch != self._key_epoch:  # a key was destroyed since: forget them all
+                self._live_keys.clear()
+                self._key_epoch = epoch
+            txn = PostgresWriteTxn(conn, head, self._live_keys)
             try:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
-            except psycopg.Error as exc:
-                self._rollback(conn)
-                raise StorageError(f"cannot start a write transaction: {exc}") from exc
-            try:
-                yield PostgresWriteTxn(conn)
+                yield txn
             except BaseException:
                 self._rollback(conn)
                 raise
             try:
-                conn.commit()
+                txn.commit()
             except psycopg.Error as exc:
                 self._rollback(conn)
                 raise StorageError(f"commit failed: {exc}") from exc
+            if txn.destroyed_keys:
+                self._live_keys.clear()
+                self._key_epoch = None
+            else:
+                if len(self._live_keys) > _MAX_CACHED_KEYS:
+                    self._live_keys.clear()
+                self._live_keys.update(txn.found_keys)
+
+    def _lock(self, conn: Conn) -> tuple[Conn, tuple[int, bytes | None], int | None]:
+        """Take the log's lock, read the head and the key epoch (the last erasure that
+        destroyed a subject key), in one round trip: in READ COMMITTED the later statements
+        take their snapshots once the first has the lock, so they see all that the previous
+        holder committed. If the connection turns out dead (nothing was written on it yet),
+        reconnect once and try again."""
+        for attempt in (1, 2):
+            try:
+                with conn.pipeline():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+                    cur = conn.execute(_HEAD_SQL)
+                    epoch_cur = conn.execute("SELECT max(erasure_seq) FROM subject_keys")
+                row = cur.fetchone()
+                head = (0, None) if row is None else (int(row[0]) + 1, bytes(row[1]))
+                epoch = epoch_cur.fetchone()
+                return conn, head, (None if epoch is None else epoch[0])
+            except psycopg.OperationalError as exc:
+                if not conn.broken or attempt == 2:
+                    self._rollback(conn)
+                    raise StorageError(f"cannot start a write transaction: {exc}") from exc
+                conn.close()
+                conn = self._writer = self._connect_writer()
+            except psycopg.Error as exc:
+                self._rollback(conn)
+                raise StorageError(f"cannot start a write transaction: {exc}") from exc
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _rollback(conn: Conn) -> None:

@@ -130,6 +130,7 @@ CREATE TABLE subject_keys (
     erasure_seq bigint
 );
 CREATE INDEX subject_keys_subject ON subject_keys (subject_ref);
+CREATE INDEX subject_keys_erased ON subject_keys (erasure_seq) WHERE erasure_seq IS NOT NULL;
 
 CREATE FUNCTION ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -241,9 +242,26 @@ def _platform_v1(conn: Conn) -> None:
     conn.execute(portable(PLATFORM_V1).encode())
 
 
+def _domain(module: str) -> Callable[[Conn], None]:
+    """A migration whose statements (the common subset of SQLite and PostgreSQL) live in
+    ``chatledger.store.<module>.SQLITE_SCHEMA``, as sqlite_schema.py applies them."""
+
+    def apply(conn: Conn) -> None:
+        import importlib
+
+        script: str = importlib.import_module(f"chatledger.store.{module}").SQLITE_SCHEMA
+        conn.execute(portable(script).encode())
+
+    return apply
+
+
+# The same numbers as sqlite_schema.py. Not here yet, because their SQL is SQLite's own
+# (FTS5): 3, the retrieval index, and 10, the audit search index.
 MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", _ledger_v1),
     Migration(2, "platform", _platform_v1),
+    Migration(11, "privacy", _domain("schema_privacy")),
+    Migration(12, "integrations", _domain("schema_integrations")),
 ]
 
 
@@ -297,8 +315,10 @@ def apply_migrations(conn: Conn) -> list[int]:
     if conn.autocommit:
         raise ValueError("apply_migrations needs a connection outside autocommit mode")
     applied: list[int] = []
-    if not pending(conn):
+    todo = pending(conn)
+    if not todo:
         return applied
+    _check_may_migrate(conn, todo)
     for migration in MIGRATIONS:
         try:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -336,6 +356,25 @@ def apply_migrations(conn: Conn) -> list[int]:
     return applied
 
 
+def _check_may_migrate(conn: Conn, todo: Sequence[Migration]) -> None:
+    """Whoever owns the ledger migrates it: a role that does not own ``ledger_entries`` (the
+    application role) must not create tables it would then own."""
+    try:
+        row = conn.execute(
+            "SELECT current_user, pg_has_role(current_user, c.relowner, 'USAGE') "
+            "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = 'ledger_entries' AND n.nspname = current_schema()"
+        ).fetchone()
+    finally:
+        conn.rollback()
+    if row is not None and not row[1]:
+        names = ", ".join(f"{m.version} ({m.name})" for m in todo)
+        raise StorageError(
+            f"migrations {names} are pending and need the owner role, not {row[0]}: run "
+            "`python -m chatledger.store.postgres_schema setup-roles` (or `migrate`) as the owner"
+        )
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -367,6 +406,9 @@ def setup_roles(
         _ensure_role(conn, owner_role, login=False, password=None)
         _ensure_role(conn, app_role, login=True, password=app_password)
         _check_app_role(conn, app_role, owner_role)
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not (row and row[0]):  # a managed service's admin: it must be able to SET ROLE
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(owner_role)))
         conn.commit()
         prepare_schema(conn, app_role, owner_role=owner_role, schema=schema)
 
@@ -406,10 +448,11 @@ def prepare_schema(
         grant_app_privileges(conn, app_role, owner_role=owner_role, schema=schema)
         conn.commit()
     finally:
-        conn.rollback()
-        conn.execute("RESET ROLE")
-        conn.execute("RESET search_path")
-        conn.commit()
+        if not conn.broken:
+            conn.rollback()
+            conn.execute("RESET ROLE")
+            conn.execute("RESET search_path")
+            conn.commit()
 
 
 def grant_app_privileges(
