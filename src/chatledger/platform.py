@@ -50,8 +50,10 @@ class Platform:
         from chatledger.api.abuse import AbuseControl, limits_from_settings
         from chatledger.chat.guard_adapter import install_guard
         from chatledger.guard import RateLimiter
+        from chatledger.privacy.holds import install as install_holds
 
         adapter = install_guard(platform)
+        install_holds(platform)
         platform.abuse = AbuseControl(
             ledger, RateLimiter(limits_from_settings(settings.rate_limits)), adapter.anomalies
         )
