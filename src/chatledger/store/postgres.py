@@ -482,7 +482,7 @@ class PostgresStore:
         """This thread's read-only connection (autocommit), for components with their own
         PostgreSQL SQL. Closed with the store."""
         conn: Conn | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.broken:
             if self._closed:
                 raise StorageError("the store is closed")
             try:

@@ -255,11 +255,21 @@ def _domain(module: str) -> Callable[[Conn], None]:
     return apply
 
 
-# The same numbers as sqlite_schema.py. Not here yet, because their SQL is SQLite's own
-# (FTS5): 3, the retrieval index, and 10, the audit search index.
+def _retrieval_index(conn: Conn) -> None:
+    """Chunks and their tsvector (GIN): :data:`chatledger.rag.pg_index.SCHEMA`. The app role
+    gets its DML on ``retrieval_chunks`` from :func:`grant_app_privileges` (an owner's table
+    that is not a ledger table); its identity column needs no sequence grant."""
+    from chatledger.rag.pg_index import PostgresIndex
+
+    PostgresIndex().create_schema(conn)
+
+
+# The same numbers as sqlite_schema.py. Not here yet, because its SQL is SQLite's own
+# (FTS5): 10, the audit search index.
 MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", _ledger_v1),
     Migration(2, "platform", _platform_v1),
+    Migration(3, "retrieval index", _retrieval_index),
     Migration(11, "privacy", _domain("schema_privacy")),
     Migration(12, "integrations", _domain("schema_integrations")),
 ]
