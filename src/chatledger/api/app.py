@@ -18,6 +18,7 @@ from chatledger.api.routes import (
     conversations,
     documents,
     evidence,
+    ingest,
     otlp,
     privacy,
 )
@@ -64,6 +65,7 @@ def create_app(platform: Platform) -> FastAPI:
         evidence,
         privacy,
         analytics,
+        ingest,
     )
     for module in api_modules:
         app.include_router(module.router, prefix=API_PREFIX)
