@@ -31,6 +31,8 @@ class Settings:
     publish_urls: list[str] = field(default_factory=list)
     # requests per window for each kind of caller: {"ip": [120, 60], "api_key": [600, 60], ...}
     rate_limits: dict[str, list[float]] = field(default_factory=dict)
+    # SIEM destinations (syslog, Splunk HEC, webhook): see docs/siem.md
+    forwarders: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_env(

@@ -24,6 +24,7 @@ class Fixtures:
     doc: str
     conv: str
     answer: str
+    hold: str
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,63 @@ ROUTES = [
     Route("GET", "/audit/checkpoint", P.AUDIT_READ),
     Route("GET", "/audit/proof/0", P.AUDIT_READ),
     Route("GET", "/audit/verify", P.AUDIT_READ),
+    Route("GET", "/audit/events?action=message.user", P.AUDIT_READ),
+    Route("GET", "/audit/export?format=jsonl", P.AUDIT_EXPORT),
+    Route(
+        "POST",
+        "/audit/evidence",
+        P.AUDIT_EXPORT,
+        lambda f: {"json": {"conversation_id": f.conv, "reason": "matrix"}},
+    ),
+    Route("GET", "/analytics", P.ANALYTICS_READ),
+    Route("GET", "/analytics/outcomes", P.ANALYTICS_READ),
+    Route("GET", "/privacy/retention", P.PRIVACY_MANAGE),
+    Route(
+        "PUT",
+        "/privacy/retention/message",
+        P.PRIVACY_MANAGE,
+        lambda f: {"json": {"days": 400, "chatbot_id": f.bot}},
+    ),
+    Route("DELETE", "/privacy/retention/message?chatbot_id={bot}", P.PRIVACY_MANAGE),
+    Route("POST", "/privacy/retention/run", P.PRIVACY_MANAGE, lambda f: {"json": {}}),
+    Route(
+        "POST",
+        "/privacy/holds",
+        P.PRIVACY_MANAGE,
+        lambda f: {"json": {"conversation_id": f.conv, "reason": "litigation"}},
+    ),
+    Route("GET", "/privacy/holds", P.PRIVACY_MANAGE),
+    Route("GET", "/privacy/holds/{hold}", P.PRIVACY_MANAGE),
+    Route(
+        "POST",
+        "/privacy/holds/{hold}/release",
+        P.PRIVACY_MANAGE,
+        lambda f: {"json": {"reason": "case closed"}},
+    ),
+    Route(
+        "POST",
+        "/privacy/erasures",
+        P.PRIVACY_MANAGE,
+        lambda f: {"json": {"subject": "someone-never-seen"}},
+    ),
+    Route("POST", "/ingest/events", P.CHAT, lambda f: {"json": {"records": []}}),
 ]
+# Workspace-wide or deployment-wide routes: a key of another workspace sees only its own.
+WORKSPACE_WIDE = {
+    "/chatbots",
+    "/audit/checkpoint",
+    "/audit/verify",
+    "/audit/proof/0",
+    "/audit/events?action=message.user",
+    "/audit/export?format=jsonl",
+    "/analytics",
+    "/analytics/outcomes",
+    "/privacy/retention",
+    "/privacy/retention/run",
+    "/privacy/holds",
+    "/privacy/erasures",
+    "/ingest/events",
+}
 # Routes any authenticated caller may use, or that authenticate by other means.
 UNGUARDED = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/logout")}
 
@@ -98,7 +155,8 @@ def make_fixtures(server: LiveServer) -> Fixtures:
         answer = api.post(
             f"/conversations/{conv}/messages", json={"text": "When are you open?"}
         ).json()["answer"]["id"]
-    return Fixtures(bot, doc, conv, answer)
+        hold = api.post("/privacy/holds", json={"chatbot_id": bot, "reason": "fixture"}).json()
+    return Fixtures(bot, doc, conv, answer, hold["id"])
 
 
 def call(server: LiveServer, route: Route, fixtures: Fixtures, key: str | None) -> httpx.Response:
@@ -133,7 +191,10 @@ def test_every_route_is_in_the_matrix(server: LiveServer) -> None:
             .replace("{doc}", "{document_id}")
             .replace("{conv}", "{conversation_id}")
             .replace("{answer}", "{message_id}")
-            .replace("/proof/0", "/proof/{seq}"),
+            .replace("/proof/0", "/proof/{seq}")
+            .replace("{hold}", "{hold_id}")
+            .replace("/retention/message", "/retention/{rule}")
+            .replace("/analytics/outcomes", "/analytics/{report}"),
         )
         for r in ROUTES
     }
@@ -201,8 +262,8 @@ def test_bad_credentials_on_every_route(
         response = call(server, route, fixtures, bad_keys[kind] or None)
         recorded = denials(server, before)
         if kind == "other_workspace":
-            if route.path in ("/chatbots", "/audit/checkpoint", "/audit/verify", "/audit/proof/0"):
-                continue  # workspace-wide or ledger-wide reads: nothing of the other workspace
+            if route.path in WORKSPACE_WIDE:
+                continue  # workspace-wide or ledger-wide: nothing of the other workspace
             assert response.status_code == 403, (route, response.text)
             assert "access.denied" in recorded, route
         else:

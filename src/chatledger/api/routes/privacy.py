@@ -142,8 +142,8 @@ def _hold_json(platform: Platform, hold: holds_mod.Hold) -> dict[str, Any]:
 
 
 def _visible(principal: Principal, hold: holds_mod.Hold) -> None:
-    if hold.workspace_id is not None and hold.workspace_id != principal.workspace_id:
-        raise NotFound(f"no legal hold {hold.id}")
+    if hold.workspace_id is not None:
+        same_workspace(principal, hold.workspace_id, "legal_hold", hold.id)
 
 
 @router.post("/privacy/holds", status_code=201)
