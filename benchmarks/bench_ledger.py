@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from chatledger.config import Settings  # noqa: E402
-from chatledger.events import Actor, Entity, Event  # noqa: E402
-from chatledger.ledger import merkle  # noqa: E402
-from chatledger.ledger.service import Ledger  # noqa: E402
-from chatledger.runtime import open_ledger  # noqa: E402
+from chatledger.config import Settings
+from chatledger.events import Actor, Entity, Event
+from chatledger.ledger import merkle
+from chatledger.ledger.service import Ledger
+from chatledger.runtime import open_ledger
 
 PAYLOAD_TEXT = "x" * 470  # with its key and JSON framing the payload is ~500 bytes
 
@@ -216,8 +216,9 @@ def main() -> None:
             ledger.close()
         lat, base_lat = bench_latency(root, args.latency_samples)
         print(
-            f"single append latency (durable): p50 {pct(lat, 0.5):.2f} ms, p99 {pct(lat, 0.99):.2f} ms"
-            f" | plain INSERT+COMMIT p50 {pct(base_lat, 0.5):.2f} ms, p99 {pct(base_lat, 0.99):.2f} ms"
+            f"single append latency (durable): p50 {pct(lat, 0.5):.2f} ms, "
+            f"p99 {pct(lat, 0.99):.2f} ms | plain INSERT+COMMIT p50 {pct(base_lat, 0.5):.2f} ms, "
+            f"p99 {pct(base_lat, 0.99):.2f} ms"
         )
         big = open_fresh(root, "proofs", checkpoint_every=10**7)
         t0 = time.perf_counter()
@@ -226,9 +227,11 @@ def main() -> None:
         inc, cons, point = bench_proofs(big)
         print(
             f"proofs at {big.size():,} entries (filled at {fill_rate:,.0f} events/s): inclusion "
-            f"{inc:.3f} ms, consistency {cons:.3f} ms (median) | one indexed node read {point:.3f} ms"
+            f"{inc:.3f} ms, consistency {cons:.3f} ms (median) | one indexed node read "
+            f"{point:.3f} ms"
         )
-        print(f"bytes on disk per event at {big.size():,} entries: {db_bytes(big) / big.size():,.0f}")
+        per_event = db_bytes(big) / big.size()
+        print(f"bytes on disk per event at {big.size():,} entries: {per_event:,.0f}")
         assert merkle.tree_root(big.size(), big.store.fetch_nodes) == big.root()
         big.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,8 @@ def make_ledger(data_dir: Path) -> Iterator[LedgerFactory]:
 
     yield factory
     for ledger in opened:
-        try:
+        with contextlib.suppress(Exception):  # already closed by the test
             ledger.close()
-        except Exception:  # already closed by the test
-            pass
 
 
 @pytest.fixture
