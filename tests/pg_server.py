@@ -215,7 +215,7 @@ def start_server(*, durable: bool = False) -> PgServer:
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{root}'",
-            "max_connections": "120",
+            "max_connections": "400",  # the load test runs 4 servers x ~30 readers
             "shared_buffers": "64MB",
             "fsync": "on" if durable else "off",
             "full_page_writes": "on" if durable else "off",

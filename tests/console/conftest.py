@@ -44,7 +44,9 @@ class Console:
         return self.server.url
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread until it stops, which would break asyncio.run() in the test packages that follow.
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     data_dir = tmp_path_factory.mktemp("console") / "data"
     settings = Settings.load(data_dir)
@@ -61,7 +63,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         yield Console(server, auditor_id=auditor)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (or set CHATLEDGER_CHROMIUM)")
