@@ -50,8 +50,6 @@ _TRIGGERS = (
 )
 
 
-_TRIGGER_RE = re.compile("|".join(re.escape(t) for t in _TRIGGERS), re.IGNORECASE)
-
 
 @functools.lru_cache(maxsize=4096)
 def _secret_key(key: str) -> bool:
@@ -59,7 +57,12 @@ def _secret_key(key: str) -> bool:
 
 
 def _redact_text(text: str) -> str:
-    if len(text) < 12 or not _TRIGGER_RE.search(text):
+    if len(text) < 12:
+        return text
+    # Substring tests on the lower-cased text are ~20x faster than one case-insensitive
+    # alternation regex (which defeats the regex engine's literal-prefix scan).
+    lowered = text.lower()
+    if not any(trigger in lowered for trigger in _TRIGGERS):
         return text
     return _SECRET_VALUE_RE.sub(lambda m: f"[REDACTED:{m.lastgroup}]", text)
 
