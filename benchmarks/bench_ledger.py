@@ -91,7 +91,7 @@ def bench_baseline_insert(root: Path, ledger: Ledger, count: int) -> float:
     """Plain batched INSERT of the same serialized rows (bodies + payload ciphertexts)."""
     entries = list(ledger.store.entries(0, count))
     payloads = {p.seq: p for p in ledger.store.payloads(0, count)}
-    path = root / "baseline.db"
+    path = root / f"baseline-{count}-{time.monotonic_ns()}.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

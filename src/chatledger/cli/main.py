@@ -30,6 +30,7 @@ def _register_domains() -> None:
         ("analytics", "analytics", "Unanswered questions, feedback, outcomes, security trends."),
         ("chatbots", "chatbots", "Chatbots and their configuration history."),
         ("integrations", "integrations", "Ingest from chatbots built elsewhere."),
+        ("db", "db", "The database schema."),
     ):
         try:
             sub = importlib.import_module(f"chatledger.cli.{module}")
