@@ -50,7 +50,6 @@ _TRIGGERS = (
 )
 
 
-
 @functools.lru_cache(maxsize=4096)
 def _secret_key(key: str) -> bool:
     return _SECRET_KEY_RE.match(key) is not None
