@@ -44,10 +44,15 @@ from chatledger.chat.replay import replay_conversation
 from chatledger.errors import ChatLedgerError, IntegrityError, InvalidInput, NotFound
 from chatledger.events import Actor, Entity, Event
 from chatledger.ledger import merkle
-from chatledger.ledger.bundle import _read_members
 from chatledger.ledger.entry import Entry
-from chatledger.ledger.note import NoteVerifier, open_checkpoint, open_note
+from chatledger.ledger.note import open_checkpoint
 from chatledger.ledger.service import Ledger, Record
+from chatledger.ledger.signed_zip import (
+    manifest_note_text,
+    pinned_verifier,
+    signed_manifest,
+)
+from chatledger.ledger.signed_zip import read_members as _read_members
 from chatledger.privacy.payloads import payload_digest
 from chatledger.privacy.retention import parse_time, seq_at_time
 
@@ -90,7 +95,7 @@ SHA-256 equals the chunk_sha256 its answer entry commits to.
 
 
 def _manifest_note_text(manifest_bytes: bytes) -> str:
-    return f"chatledger evidence manifest\n{hashlib.sha256(manifest_bytes).hexdigest()}\n"
+    return manifest_note_text("evidence", manifest_bytes)
 
 
 def _dumps(value: Any) -> bytes:
@@ -567,38 +572,9 @@ def _verify(path: Path, key: str | None, report: EvidenceReport) -> None:
         if required not in members:
             raise _fail(f"the pack has no {required}", "missing_file")
     # 1. The key: pinned by the caller, or (weaker) the one inside the pack.
-    bundled_key = members["verifier.key"].decode().strip()
-    if key is not None:
-        verifier = NoteVerifier.parse(key)
-        report.key_source = "given"
-        if bundled_key != str(verifier):
-            report.warnings.append("the pack's verifier.key differs from the key given")
-    else:
-        verifier = NoteVerifier.parse(bundled_key)
-        report.key_source = "pack"
-        report.warnings.append(
-            "no --key given: trusting the key inside the pack; pin the log's key to be sure"
-        )
+    verifier, report.key_source = pinned_verifier(members, key, "pack", report.warnings)
     # 2. The manifest is signed, and every file matches its hash.
-    manifest_bytes = members["manifest.json"]
-    if open_note(members["manifest.sig"].decode(), verifier) != _manifest_note_text(manifest_bytes):
-        raise _fail("manifest.json was altered: it does not match manifest.sig", "manifest_altered")
-    manifest = _json(manifest_bytes, "manifest.json")
-    if manifest.get("format") != EVIDENCE_FORMAT:
-        raise _fail(f"unsupported evidence format {manifest.get('format')!r}", "bad_format")
-    listed: dict[str, str] = manifest["files"]
-    for name, data in members.items():
-        if name in ("manifest.json", "manifest.sig"):
-            continue
-        if name not in listed:
-            raise _fail(f"{name} is not listed in the manifest", "unlisted_file")
-        if hashlib.sha256(data).hexdigest() != listed[name]:
-            raise _fail(
-                f"{name} was altered: its SHA-256 differs from the manifest", "file_altered"
-            )
-    for name in listed:
-        if name not in members:
-            raise _fail(f"{name} is listed in the manifest but missing", "missing_file")
+    manifest = signed_manifest(members, verifier, "evidence", EVIDENCE_FORMAT)
     report.pack_id = str(manifest["pack_id"])
     report.origin = str(manifest["origin"])
     # 3. The checkpoint is signed by the key and matches the manifest.

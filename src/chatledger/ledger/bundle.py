@@ -30,7 +30,16 @@ import orjson
 from chatledger.errors import ChatLedgerError, IntegrityError, InvalidInput
 from chatledger.ledger import merkle
 from chatledger.ledger.entry import Entry
-from chatledger.ledger.note import NoteVerifier, open_checkpoint, open_note
+from chatledger.ledger.note import open_checkpoint
+from chatledger.ledger.signed_zip import (
+    fail as _fail,
+)
+from chatledger.ledger.signed_zip import (
+    manifest_note_text,
+    pinned_verifier,
+    read_members,
+    signed_manifest,
+)
 from chatledger.privacy.payloads import payload_digest
 
 BUNDLE_FORMAT = "chatledger-bundle/1"
@@ -57,7 +66,7 @@ def _right_ranges(start: int, end: int) -> list[merkle.NodeKey]:
 
 
 def _manifest_note_text(manifest_bytes: bytes) -> str:
-    return f"chatledger bundle manifest\n{hashlib.sha256(manifest_bytes).hexdigest()}\n"
+    return manifest_note_text("bundle", manifest_bytes)
 
 
 def export_bundle(
@@ -176,23 +185,6 @@ class BundleReport:
         return out
 
 
-def _fail(message: str, reason: str, seq: int | None = None) -> IntegrityError:
-    return IntegrityError(message, reason=reason, seq=seq)
-
-
-def _read_members(path: Path) -> dict[str, bytes]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members: dict[str, bytes] = {}
-            for info in zf.infolist():
-                if info.file_size > _MAX_MEMBER or "/" in info.filename or ".." in info.filename:
-                    raise _fail(f"unexpected bundle member {info.filename!r}", "bad_member")
-                members[info.filename] = zf.read(info)
-            return members
-    except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
-        raise _fail(f"not a readable bundle: {exc}", "unreadable") from exc
-
-
 def verify_bundle(path: Path, key: str | None = None) -> BundleReport:
     """Verify a bundle offline. Raises nothing for tampering: the report says what failed."""
     report = BundleReport(ok=False)
@@ -207,7 +199,7 @@ def verify_bundle(path: Path, key: str | None = None) -> BundleReport:
 
 
 def _verify_bundle(path: Path, key: str | None, report: BundleReport) -> None:
-    members = _read_members(path)
+    members = read_members(path)
     for required in (
         "manifest.json",
         "manifest.sig",
@@ -219,39 +211,9 @@ def _verify_bundle(path: Path, key: str | None, report: BundleReport) -> None:
         if required not in members:
             raise _fail(f"the bundle has no {required}", "missing_file")
     # 1. The key: pinned by the caller, or (weaker) the one inside the bundle.
-    bundled_key = members["verifier.key"].decode().strip()
-    if key is not None:
-        verifier = NoteVerifier.parse(key)
-        report.key_source = "given"
-        if bundled_key != str(verifier):
-            report.warnings.append("the bundle's verifier.key differs from the key given")
-    else:
-        verifier = NoteVerifier.parse(bundled_key)
-        report.key_source = "bundle"
-        report.warnings.append(
-            "no --key given: trusting the key inside the bundle; pin the log's key to be sure"
-        )
+    verifier, report.key_source = pinned_verifier(members, key, "bundle", report.warnings)
     # 2. The manifest is signed, and every file matches its hash.
-    manifest_bytes = members["manifest.json"]
-    text = open_note(members["manifest.sig"].decode(), verifier)
-    if text != _manifest_note_text(manifest_bytes):
-        raise _fail("manifest.json was altered: it does not match manifest.sig", "manifest_altered")
-    manifest = orjson.loads(manifest_bytes)
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise _fail(f"unsupported bundle format {manifest.get('format')!r}", "bad_format")
-    listed: dict[str, str] = manifest["files"]
-    for name, data in members.items():
-        if name in ("manifest.json", "manifest.sig"):
-            continue
-        if name not in listed:
-            raise _fail(f"{name} is not listed in the manifest", "unlisted_file")
-        if hashlib.sha256(data).hexdigest() != listed[name]:
-            raise _fail(
-                f"{name} was altered: its SHA-256 differs from the manifest", "file_altered"
-            )
-    for name in listed:
-        if name not in members:
-            raise _fail(f"{name} is listed in the manifest but missing", "missing_file")
+    manifest = signed_manifest(members, verifier, "bundle", BUNDLE_FORMAT)
     origin = str(manifest["origin"])
     report.origin = origin
     # 3. The checkpoint is signed by the key and matches the manifest.
