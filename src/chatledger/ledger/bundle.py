@@ -44,7 +44,6 @@ from chatledger.privacy.payloads import payload_digest
 
 BUNDLE_FORMAT = "chatledger-bundle/1"
 MAX_PER_ENTRY_PROOFS = 10_000
-_MAX_MEMBER = 4 * 1024 * 1024 * 1024
 
 if TYPE_CHECKING:
     from chatledger.ledger.service import Ledger
