@@ -46,7 +46,7 @@ def make_bot(api: httpx.Client, fake: FakeOpenAI, mode: str, **model: object) ->
 def test_provider_usage_is_recorded(
     server: LiveServer, api: httpx.Client, model_server: FakeOpenAI
 ) -> None:
-    _, conv = make_bot(api, model_server, "ok")
+    bot_id, conv = make_bot(api, model_server, "ok")
     turn = api.post(f"/conversations/{conv}/messages", json={"text": "How long do refunds take?"})
     assert turn.status_code == 200, turn.text
     answer = turn.json()["answer"]
@@ -71,7 +71,10 @@ def test_provider_usage_is_recorded(
     ledger = server.platform.ledger
     everything = b"".join(e.body for e in ledger.entries(0, ledger.size()))
     assert b"sk-test-secret" not in everything
-    assert "sk-test-secret" not in api.get(f"/chatbots/{turn.json()['answer']['id'][:0]}").text
+    shown = api.get(f"/chatbots/{bot_id}")
+    assert shown.status_code == 200
+    assert shown.json()["model"]["api_key"] == "[set]"
+    assert "sk-test-secret" not in shown.text
 
 
 def test_usage_is_estimated_when_the_provider_reports_none(

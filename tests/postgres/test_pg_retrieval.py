@@ -19,58 +19,13 @@ from chatledger.rag.pg_index import PostgresIndex, tsquery_literal
 from chatledger.rag.retrieval import IndexChunk, RetrievalIndex
 from chatledger.store.postgres import PostgresStore
 from chatledger.store.postgres_schema import applied_versions
+from tests.rag.conftest import corpus_chunks
 
 BOT = "bot-1"
 INDEX = PostgresIndex()
 Conn = psycopg.Connection[Any]
 
-# The corpus of tests/rag (one chunk per paragraph: document, heading, text).
-CORPUS: tuple[tuple[str, str, str], ...] = (
-    (
-        "returns",
-        "Refunds",
-        "Refunds are issued within 14 days of receiving the returned item. "
-        "The refund goes back to the original payment method.",
-    ),
-    (
-        "returns",
-        "Return window",
-        "You can return most items within 30 days of delivery. "
-        "Items must be unused and in their original packaging.",
-    ),
-    (
-        "shipping",
-        "Shipping costs",
-        "Standard shipping is free for orders over 50 euros. "
-        "Express shipping costs 9 euros and arrives the next business day.",
-    ),
-    (
-        "shipping",
-        "International delivery",
-        "We ship to most countries in Europe. International orders take 5 to 10 business "
-        "days and customs fees are paid by the customer.",
-    ),
-    (
-        "warranty",
-        "Warranty",
-        "All espresso machines carry a two-year warranty covering manufacturing defects. "
-        "The warranty does not cover damage from descaling neglect.",
-    ),
-    (
-        "accounts",
-        "Passwords",
-        "To reset your password, open the login page and choose 'Forgot password'. "
-        "A reset link is emailed to you and expires after one hour.",
-    ),
-)
-
-
-def corpus_chunks() -> dict[str, list[IndexChunk]]:
-    grouped: dict[str, list[IndexChunk]] = {}
-    for doc, heading, text in CORPUS:
-        chunks = grouped.setdefault(doc, [])
-        chunks.append(IndexChunk(f"{doc}-{len(chunks)}", text, heading, None, f"sha-{doc}"))
-    return grouped
+# The corpus of tests/rag, so both backends are held to the same questions.
 
 
 @pytest.fixture

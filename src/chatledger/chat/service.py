@@ -33,7 +33,7 @@ from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
 from chatledger.rag.grounding import assess
 from chatledger.rag.index_factory import index_for
-from chatledger.rag.prompting import build_request
+from chatledger.rag.prompting import build_request, number_passages
 from chatledger.rag.providers import ChatMessage, Completion, ProviderError, StreamDone, TextDelta
 from chatledger.rag.retrieval import Hit
 
@@ -550,8 +550,6 @@ class ChatService:
         blocked: bool = False,
         prompt: Sequence[ChatMessage] = (),
     ) -> TurnResult:
-        from chatledger.rag.prompting import number_passages
-
         if not completion.unanswered and not blocked and looks_unanswered(completion.text):
             completion = dataclasses.replace(completion, unanswered=True)
         passages = number_passages(hits)
