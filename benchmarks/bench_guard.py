@@ -28,7 +28,7 @@ from chatledger.guard.detector import InjectionDetector
 from chatledger.guard.evaluation import evaluate_corpora, load_samples
 
 REPEATS = 5
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "guard-data"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "guard-data"
 BASELINE_RE = re.compile(r"ignore (?:all )?(?:previous|prior) instructions", re.IGNORECASE)
 
 

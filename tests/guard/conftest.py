@@ -8,7 +8,7 @@ import pytest
 
 from chatledger.guard.detector import InjectionDetector
 
-GUARD_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "guard-data"
+GUARD_DATA = Path(__file__).resolve().parents[1] / "data" / "guard-data"
 
 
 @pytest.fixture(scope="session")
@@ -20,5 +20,5 @@ def detector() -> InjectionDetector:
 @pytest.fixture(scope="session")
 def guard_data() -> Path:
     if not (GUARD_DATA / "purplellama-prompt-injection.json").is_file():
-        pytest.skip(f"guard data set not found at {GUARD_DATA.resolve()} (shared/guard-data)")
+        pytest.fail(f"guard data set missing from {GUARD_DATA} (a copy of shared/guard-data)")
     return GUARD_DATA

@@ -15,7 +15,7 @@ from chatledger.errors import ProofError
 from chatledger.ledger import merkle
 from tests.ledger import reference_tree as ref
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors" / "merkle"
+VECTORS = Path(__file__).resolve().parents[1] / "data" / "vectors" / "merkle"
 
 
 def _cases(kind: str) -> list[Path]:

@@ -1,9 +1,10 @@
 """Measure the detector on labelled corpora (development tooling, not the request path).
 
-Reads the public data sets kept in ``shared/guard-data`` (PurplePromptInjection, BIPIA
-text attacks, NotInject) and reports detection and false-positive rates per corpus. BIPIA
-attacks are instructions meant to be planted in a document, so each one is embedded in a
-benign paragraph written here and scanned as a document chunk.
+Reads the public data sets kept in ``tests/data/guard-data`` (a copy of the team's
+``shared/guard-data``: PurplePromptInjection, BIPIA text attacks, NotInject) and reports
+detection and false-positive rates per corpus. BIPIA attacks are instructions meant to be
+planted in a document, so each one is embedded in a benign paragraph written here and
+scanned as a document chunk.
 """
 
 from __future__ import annotations
