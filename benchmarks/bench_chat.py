@@ -1,6 +1,6 @@
 """Chat-turn benchmark over real HTTP, with the offline responder over a 10,000-chunk corpus.
 
-    python benchmarks/bench_chat.py [--chunks 10000] [--turns 300]
+    python benchmarks/bench_chat.py [--chunks 10000] [--turns 300] [--workers 1]
 
 At 1, 10 and 50 concurrent clients: p50 / p95 latency and turns per second, and the share of
 the server's time spent in the ledger (from the Server-Timing header of each answer). Beside
@@ -182,6 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         data_dir = Path(tmp) / "data"
@@ -199,6 +200,8 @@ def main() -> None:
                 str(data_dir),
                 "--port",
                 str(port),
+                "--workers",
+                str(args.workers),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -211,6 +214,7 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
+            print(f"server: chatledger serve --workers {args.workers}")
             print(
                 "clients | chat turn p50 / p95 ms | turns/s | ledger share of server time "
                 "(ledger p50 ms) | GET /health p50 / p95 ms, req/s (same load, same run)"

@@ -33,6 +33,9 @@ class Settings:
     rate_limits: dict[str, list[float]] = field(default_factory=dict)
     # SIEM destinations (syslog, Splunk HEC, webhook): see docs/siem.md
     forwarders: list[dict[str, Any]] = field(default_factory=list)
+    # chat turns doing CPU work at once in one process (0: one per CPU core); see
+    # docs/operations.md, "Sizing a server"
+    chat_turn_slots: int = 0
 
     @classmethod
     def from_env(
@@ -73,6 +76,8 @@ class Settings:
             raise InvalidInput("checkpoint_interval must be positive")
         if not 256 <= self.max_payload_bytes <= 16 * 1024 * 1024:
             raise InvalidInput("max_payload_bytes must be between 256 and 16 MiB")
+        if not 0 <= self.chat_turn_slots <= 1024:
+            raise InvalidInput("chat_turn_slots must be between 0 (automatic) and 1024")
         if "+" in self.origin or any(ch.isspace() for ch in self.origin):
             raise InvalidInput("origin must contain no spaces and no '+'")
 

@@ -44,7 +44,7 @@ class Platform:
             identity=IdentityService(ledger),
             chatbots=chatbots,
             documents=DocumentService(ledger, chatbots),
-            chat=ChatService(ledger, chatbots, providers),
+            chat=ChatService(ledger, chatbots, providers, turn_slots=settings.chat_turn_slots),
             providers=providers,
         )
         from chatledger.api.abuse import AbuseControl, limits_from_settings

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatledger.errors import InvalidInput
-from chatledger.ledger.canonical import canonical_json, fast_path_ok
+from chatledger.ledger.canonical import canonical_json, canonical_json_checked, fast_path_ok
 
 json_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
@@ -43,16 +43,61 @@ def test_fast_path_equals_rfc8785(value: object) -> None:
     assert canonical_json(value) == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(json_with_floats)
-def test_values_with_floats_fall_back_to_rfc8785(value: object) -> None:
+def test_values_with_floats_encode_as_rfc8785(value: object) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
 
 
-@pytest.mark.parametrize("value", [1.0, -0.0, 1e-07, 1e21, 123456789012345680000.0, 0.1])
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_the_fast_path_takes_prints_as_rfc8785(value: float) -> None:
+    if fast_path_ok(value):
+        assert canonical_json(value) == rfc8785.dumps(value)
+        assert canonical_json([value, {"k": value}]) == rfc8785.dumps([value, {"k": value}])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.floats(min_value=1e-4, max_value=1e16, exclude_max=True),
+    st.integers(min_value=-12, max_value=15),
+)
+def test_ordinary_floats_take_the_fast_path(value: float, shift: int) -> None:
+    for x in (value, -value, value * 10.0**shift):
+        if fast_path_ok(x):
+            assert canonical_json(x) == rfc8785.dumps(x)
+        else:  # outside the range, or integral: the reference prints it
+            assert abs(x) < 1e-4 or abs(x) >= 1e16 or x == int(x)
+
+
+@pytest.mark.parametrize("value", [0.1, 0.87, 42.5, 1e-4 + 1e-9, 123456789.25, -3.25])
+def test_scores_and_latencies_take_the_fast_path(value: float) -> None:
+    assert fast_path_ok({"score": value, "latency_ms": value})
+    assert canonical_json({"v": value}) == rfc8785.dumps({"v": value})
+
+
+@pytest.mark.parametrize(
+    "value", [1.0, -0.0, 0.0, 1e-07, 3.5e-06, 1e21, 123456789012345680000.0, 2.0**60, 1e16]
+)
 def test_float_edge_cases_use_the_reference(value: float) -> None:
     assert not fast_path_ok({"v": value})
     assert canonical_json({"v": value}) == rfc8785.dumps({"v": value})
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 1.0, 42.0, -7.0, 2.0**52])
+def test_integral_floats_take_the_fast_path_as_integers(value: float) -> None:
+    document = {"score": value, "nested": [value, {"v": value}], "text": "x"}
+    encoded = canonical_json_checked(document)
+    assert encoded.fast
+    assert encoded.bytes == rfc8785.dumps(document)
+    assert document["score"] is value  # the caller's value is left as it was
+
+
+@pytest.mark.parametrize("value", [2.0**53, 2.0**60, -(2.0**70)])
+def test_integral_floats_beyond_2_53_use_the_reference(value: float) -> None:
+    encoded = canonical_json_checked({"v": value})
+    assert not encoded.fast
+    assert encoded.bytes == rfc8785.dumps({"v": value})
 
 
 def test_keys_outside_the_bmp_sort_by_utf16() -> None:

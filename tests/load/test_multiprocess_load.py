@@ -6,6 +6,7 @@ on PostgreSQL for 60 s."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -51,7 +52,7 @@ def prepare(data_dir: Path, database: str | None) -> tuple[str, str]:
 
 @contextmanager
 def running_servers(
-    tmp_path: Path, database: str | None
+    tmp_path: Path, database: str | None, *, servers: int = SERVERS, workers: int = 1
 ) -> Iterator[tuple[list[str], str, str, Path, str | None]]:
     data_dir = tmp_path / "data"
     key, bot = prepare(data_dir, database)
@@ -60,11 +61,14 @@ def running_servers(
     env = {**os.environ, "CHATLEDGER_DATA_DIR": str(data_dir)}
     if database:
         env["CHATLEDGER_DATABASE_URL"] = database
-    for _ in range(SERVERS):
+    for _ in range(servers):
         port = free_port()
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)],
+                [
+                    *(sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)),
+                    *("--workers", str(workers)),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -96,9 +100,38 @@ def test_four_servers_hundred_clients(tmp_path: Path) -> None:
         run_load(servers, duration=float(os.environ.get("CHATLEDGER_LOAD_SECONDS", "20")))
 
 
-def run_load(servers: tuple[list[str], str, str, Path, str | None], duration: float) -> int:
-    """Chat from CLIENTS threads for ``duration`` seconds, then check the ledger; returns the
-    number of acknowledged turns."""
+@pytest.mark.slow
+def test_one_server_with_two_workers(tmp_path: Path) -> None:
+    """`serve --workers 2`: two processes behind one port, one ledger."""
+    with running_servers(tmp_path, None, servers=1, workers=2) as servers:
+        run_load(servers, duration=5.0, clients=20)
+
+
+def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [
+                *(sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)),
+                *("--workers", "2", "--data-dir", str(tmp_path / "data")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode != 0
+    assert "cannot listen on" in run.stderr and "Traceback" not in run.stderr
+
+
+def run_load(
+    servers: tuple[list[str], str, str, Path, str | None],
+    duration: float,
+    clients: int = CLIENTS,
+) -> int:
+    """Chat from ``clients`` threads for ``duration`` seconds, then check the ledger; returns
+    the number of acknowledged turns."""
     urls, key, bot, data_dir, database = servers
     acknowledged: list[str] = []  # message ids the servers answered 200 for
     failures: list[str] = []
@@ -127,7 +160,7 @@ def run_load(servers: tuple[list[str], str, str, Path, str | None], duration: fl
                     else:
                         failures.append(f"{r.status_code} {r.text[:200]}")
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -149,5 +182,5 @@ def run_load(servers: tuple[list[str], str, str, Path, str | None], duration: fl
         assert report.ok, report.to_json()
     finally:
         platform.close()
-    print(f"\n{len(acknowledged)} turns acknowledged in {duration:.0f} s by {SERVERS} servers")
+    print(f"\n{len(acknowledged)} turns acknowledged in {duration:.0f} s by {len(urls)} servers")
     return len(acknowledged)

@@ -8,12 +8,14 @@ its score, document version and hash, the citations and the groundedness signal.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,7 +32,7 @@ from chatledger.identity.roles import Permission
 from chatledger.identity.service import require, same_workspace
 from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
-from chatledger.ledger.writer import WorkContext
+from chatledger.ledger.writer import Receipt, WorkContext
 from chatledger.rag.grounding import assess
 from chatledger.rag.index_factory import index_for
 from chatledger.rag.prompting import build_request, number_passages
@@ -44,6 +46,8 @@ FAILED_REPLY = (
     "Sorry, the assistant cannot answer right now. Your message was recorded; "
     "please try again shortly."
 )
+
+PendingCommit = Future[tuple[Any, list[Receipt]]]
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,12 @@ def looks_unanswered(text: str) -> bool:
 
 class ChatService:
     def __init__(
-        self, ledger: Ledger, chatbots: ChatbotService, providers: ProviderRegistry
+        self,
+        ledger: Ledger,
+        chatbots: ChatbotService,
+        providers: ProviderRegistry,
+        *,
+        turn_slots: int = 0,
     ) -> None:
         self.ledger = ledger
         self.chatbots = chatbots
@@ -202,6 +211,11 @@ class ChatService:
         self.index = index_for(ledger.store)
         self.guard: ChatGuard | None = None
         self._clock = threading.local()
+        # Admission control for the CPU-bound phases of a turn (screening, retrieval,
+        # composing the record). Under the GIL, fifty threads time-slicing those phases
+        # make every turn slow and starve the ledger's writer thread (a convoy); a few at a
+        # time finish sooner and the rest queue. Waiting on a remote model holds no slot.
+        self._turn_slots = threading.BoundedSemaphore(turn_slots or os.cpu_count() or 2)
 
     # -- conversations --------------------------------------------------------------------
 
@@ -308,7 +322,9 @@ class ChatService:
 
     def _accept_message(
         self, principal: Principal, conversation_id: str, text: Any, attachments: Any
-    ) -> tuple[Conversation, Chatbot, str, int, Screening, list[Attachment]]:
+    ) -> tuple[Conversation, Chatbot, str, PendingCommit, Screening, list[Attachment]]:
+        """Check and screen a visitor's message and queue its transaction; the caller waits
+        for the returned commit (:meth:`_committed`) before anything leaves the process."""
         conv = self.get(principal, conversation_id, record_view=False)
         self._require_chat(principal, conv.chatbot_id)
         if conv.ended_at:
@@ -364,8 +380,18 @@ class ChatService:
             )
             return seq, [event, *screening.events]
 
-        seq = self._transact(work)[0]
-        return conv, bot, message_id, seq, screening, items
+        started = time.perf_counter()
+        pending = self.ledger.transact_later(work)
+        self._charge_ledger(started)
+        return conv, bot, message_id, pending, screening, items
+
+    def _committed(self, pending: PendingCommit) -> int:
+        """Wait for a queued turn transaction; the wait is the ledger's share of the turn."""
+        started = time.perf_counter()
+        try:
+            return int(pending.result()[0])
+        finally:
+            self._charge_ledger(started)
 
     def _transact(self, work: Any) -> Any:
         """The ledger transaction of a turn, timed (for the Server-Timing header)."""
@@ -373,7 +399,10 @@ class ChatService:
         try:
             return self.ledger.transact(work)
         finally:
-            self._clock.ledger = getattr(self._clock, "ledger", 0.0) + time.perf_counter() - started
+            self._charge_ledger(started)
+
+    def _charge_ledger(self, started: float) -> None:
+        self._clock.ledger = getattr(self._clock, "ledger", 0.0) + time.perf_counter() - started
 
     def send(
         self, principal: Principal, conversation_id: str, text: Any, attachments: Any = None
@@ -390,46 +419,58 @@ class ChatService:
     def _send(
         self, principal: Principal, conversation_id: str, text: Any, attachments: Any = None
     ) -> TurnResult:
-        conv, bot, message_id, _seq, screening, _ = self._accept_message(
-            principal, conversation_id, text, attachments
-        )
+        with self._turn_slots:
+            conv, bot, message_id, pending, screening, _ = self._accept_message(
+                principal, conversation_id, text, attachments
+            )
+            if not screening.blocked:
+                # Retrieval only reads; it runs while the message commits. Nothing goes to
+                # the model, and no answer back, before the message is durable (fail closed).
+                hits, retrieval_events = self._retrieve(principal, bot, conv, text)
+        self._committed(pending)
         if screening.blocked:
-            return self._blocked_answer(principal, conv, bot, message_id)
-        hits, retrieval_events = self._retrieve(principal, bot, conv, text)
-        request = self._request(bot, conv, text, hits)
+            with self._turn_slots:
+                return self._blocked_answer(principal, conv, bot, message_id)
+        with self._turn_slots:
+            request = self._request(bot, conv, text, hits)
         provider = self.providers.for_settings(bot.config.model, bot.config.retrieval.min_score)
         try:
             completion = provider.complete(request)
         except ProviderError as exc:
             self._record_failure(principal, conv, bot, message_id, exc)
             raise
-        return self._record_answer(
-            principal,
-            conv,
-            bot,
-            message_id,
-            completion,
-            hits,
-            retrieval_events,
-            screening,
-            prompt=request.messages,
-        )
+        with self._turn_slots:
+            return self._record_answer(
+                principal,
+                conv,
+                bot,
+                message_id,
+                completion,
+                hits,
+                retrieval_events,
+                screening,
+                prompt=request.messages,
+            )
 
     def stream(
         self, principal: Principal, conversation_id: str, text: Any, attachments: Any = None
     ) -> Generator[dict[str, Any], None, None]:
         """Server-sent events: ``delta`` events, then one ``answer`` (or ``error``) event."""
-        conv, bot, message_id, _seq, screening, _ = self._accept_message(
-            principal, conversation_id, text, attachments
-        )
+        with self._turn_slots:
+            conv, bot, message_id, pending, screening, _ = self._accept_message(
+                principal, conversation_id, text, attachments
+            )
+        self._committed(pending)  # before the stream opens, so a failure is a plain error
 
         def events() -> Generator[dict[str, Any], None, None]:
             if screening.blocked:
-                result = self._blocked_answer(principal, conv, bot, message_id)
+                with self._turn_slots:
+                    result = self._blocked_answer(principal, conv, bot, message_id)
                 yield {"event": "answer", "data": result.to_json()}
                 return
-            hits, retrieval_events = self._retrieve(principal, bot, conv, text)
-            request = self._request(bot, conv, text, hits)
+            with self._turn_slots:
+                hits, retrieval_events = self._retrieve(principal, bot, conv, text)
+                request = self._request(bot, conv, text, hits)
             provider = self.providers.for_settings(bot.config.model, bot.config.retrieval.min_score)
             parts: list[str] = []
             started = time.perf_counter()
@@ -442,17 +483,18 @@ class ChatService:
                         yield {"event": "delta", "data": {"text": item.text}}
                     elif isinstance(item, StreamDone):
                         finished = True
-                        result = self._record_answer(
-                            principal,
-                            conv,
-                            bot,
-                            message_id,
-                            item.completion,
-                            hits,
-                            retrieval_events,
-                            screening,
-                            prompt=request.messages,
-                        )
+                        with self._turn_slots:
+                            result = self._record_answer(
+                                principal,
+                                conv,
+                                bot,
+                                message_id,
+                                item.completion,
+                                hits,
+                                retrieval_events,
+                                screening,
+                                prompt=request.messages,
+                            )
                         yield {"event": "answer", "data": result.to_json()}
             except ProviderError as exc:
                 self._record_failure(principal, conv, bot, message_id, exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -9,10 +11,20 @@ import typer
 import uvicorn
 
 from chatledger.cli.common import DatabaseUrl, DataDir, handle_errors, settings_from
+from chatledger.errors import InvalidInput
 from chatledger.platform import Platform
 
 Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)]
+Workers = Annotated[
+    int,
+    typer.Option(
+        help="Server processes sharing the port (one per CPU core is a good start); "
+        "they append to one ledger.",
+        min=1,
+        max=64,
+    ),
+]
 
 
 def run_server(platform: Platform, host: str, port: int) -> None:
@@ -32,12 +44,55 @@ def serve(
     port: Port = 8080,
     data_dir: DataDir = None,
     database: DatabaseUrl = None,
+    workers: Workers = 1,
 ) -> None:
     """Serve the API and the console."""
-    platform = Platform.open(settings_from(data_dir, database))
+    settings = settings_from(data_dir, database)
+    platform = Platform.open(settings)  # also brings the schema up to date, once
     data = platform.settings.data_dir
     typer.echo(f"ChatLedger on http://{host}:{port}  (data: {data})", err=True)
-    run_server(platform, host, port)
+    if workers == 1:
+        run_server(platform, host, port)
+        return
+    platform.close()
+    typer.echo(f"{workers} worker processes", err=True)
+    os.environ["CHATLEDGER_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["CHATLEDGER_DATABASE_URL"] = settings.database_url
+    run_workers(host, port, workers)
+
+
+def run_workers(host: str, port: int, workers: int) -> None:
+    """uvicorn's multi-process supervisor over a listening socket bound here.
+
+    ``uvicorn.run(workers=N)`` binds the socket without ``IPPROTO_TCP``, so asyncio does not
+    set TCP_NODELAY on accepted connections and every keep-alive response waits ~40 ms for a
+    delayed ACK (uvicorn issue #3149); binding it ourselves with the protocol avoids that.
+    """
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "chatledger.api.worker:create_worker_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # A worker opens its platform before it answers the supervisor's pings; on a busy
+        # machine that takes longer than uvicorn's 5 s default, which would kill it.
+        timeout_worker_healthcheck=60,
+        log_level="info",
+        access_log=False,
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 @handle_errors

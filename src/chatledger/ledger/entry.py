@@ -49,7 +49,7 @@ class PreparedEvent:
         attributes = redact(event.attributes)
         # Canonicalise now so that a value JSON cannot represent is refused before writing;
         # remember whether the fast path applies, so the writer need not walk them again.
-        attr_bytes, fast = canonical_json_checked(attributes)
+        attr_bytes, fast, attributes = canonical_json_checked(attributes)
         if len(attr_bytes) > max_payload_bytes:
             raise InvalidInput(
                 "attributes are too large; put bulky content in the payload",

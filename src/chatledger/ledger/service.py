@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,6 +103,12 @@ class Ledger:
     def transact(self, fn: WorkFn[T]) -> tuple[T, list[Receipt]]:
         """Run ``fn`` in the ledger's transaction: its changes and its events commit together."""
         return self._writer.transact(fn)
+
+    def transact_later(self, fn: WorkFn[T]) -> Future[tuple[T, list[Receipt]]]:
+        """Queue ``fn`` like :meth:`transact` without waiting: the future resolves once its
+        changes and events are durable (or fails, and then nothing of it was written). Lets a
+        caller do work that needs no acknowledgement (such as retrieval) while it commits."""
+        return self._writer.submit_fn(fn)
 
     def subject_ref(self, subject: str) -> str:
         return self._master.subject_ref(subject)

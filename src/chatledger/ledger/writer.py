@@ -136,8 +136,11 @@ class LedgerWriter:
         return receipts
 
     def transact(self, fn: WorkFn[T]) -> tuple[T, list[Receipt]]:
-        result, receipts = self.submit(_Work(fn=fn)).result()
+        result, receipts = self.submit_fn(fn).result()
         return result, receipts
+
+    def submit_fn(self, fn: WorkFn[T]) -> Future[tuple[T, list[Receipt]]]:
+        return self.submit(_Work(fn=fn))
 
     def checkpoint(self) -> None:
         self.submit(_Work(force_checkpoint=True)).result()
