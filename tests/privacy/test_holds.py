@@ -16,9 +16,11 @@ from chatledger.errors import Conflict, InvalidInput, LegalHoldActive, NotFound
 from chatledger.events import Actor
 from chatledger.ledger.writer import WorkContext
 from chatledger.platform import Platform
-from chatledger.privacy import holds
+from chatledger.privacy import holds, retention
 from tests.api.server import LiveServer, live_server
 from tests.privacy.seed import Seeded, seed
+
+SYSTEM_TESTS = Actor("system", "tests")
 
 DPO = Actor("user", "usr_dpo", "admin")
 runner = CliRunner()
@@ -288,3 +290,23 @@ def test_api_erasure_stays_in_its_workspace(served: tuple[LiveServer, Seeded]) -
         assert refused.json()["error"]["code"] == "forbidden"
         unknown = api.post("/privacy/erasures", json={"subject": "never-seen"})
         assert unknown.status_code == 201 and unknown.json()["payloads_erased"] == 0
+
+
+def test_api_retention_is_per_workspace(served: tuple[LiveServer, Seeded]) -> None:
+    live, data = served
+    other = seed(live.platform, live.platform.identity.create_workspace("Other", SYSTEM_TESTS))
+    retention.set_policy(live.platform.ledger, SYSTEM_TESTS, "message", 15, chatbot_id=other.bot_id)
+    with live.client() as api:
+        changed = api.put("/privacy/retention/message", json={"days": 60}).json()
+        assert changed["after"]["source"] == "workspace"
+        assert changed["workspace_id"] == data.workspace_id
+        shown = api.get("/privacy/retention").json()
+        assert shown["chatbot_overrides"] == []  # the other workspace's policy is not shown
+        rules = {p["rule"]: p for p in shown["policies"]}
+        assert rules["message"]["days"] == 60
+        dry = api.post("/privacy/retention/run", json={"dry_run": True}).json()
+        assert all(item["chatbot_id"] == data.bot_id for item in dry["items"])
+    found = retention.policies(live.platform.ledger)
+    assert found.days("message", other.bot_id) == 15  # untouched by the first workspace
+    assert found.days("message", data.bot_id) == 60
+    assert found.days("message") == 365  # the deployment's default is untouched

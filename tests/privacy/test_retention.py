@@ -175,8 +175,10 @@ def test_hold_placed_mid_run_is_respected(seeded: Seeded, monkeypatch: pytest.Mo
     ledger = seeded.platform.ledger
     original = retention.plan_expiry
 
-    def plan_then_hold(ledger: Ledger, *, now: datetime | None = None) -> retention.ExpiryReport:
-        report = original(ledger, now=now)
+    def plan_then_hold(
+        ledger: Ledger, *, now: datetime | None = None, workspace_id: str | None = None
+    ) -> retention.ExpiryReport:
+        report = original(ledger, now=now, workspace_id=workspace_id)
         holds.place_hold(
             ledger, DPO, scope_type="chatbot", target=seeded.bot_id, reason="late hold"
         )
@@ -240,3 +242,38 @@ def test_cli(tmp_path: Path) -> None:
     assert code == 0 and "would erase 0 payloads" in err
     code, out, err = cli("retention", "run", "--json")
     assert code == 0 and json.loads(out)["event_seqs"]
+
+
+def test_workspace_policies_stay_in_their_workspace(seeded: Seeded) -> None:
+    platform = seeded.platform
+    ledger = platform.ledger
+    other = seed(platform, platform.identity.create_workspace("Other", Actor("system", "t")))
+    retention.set_policy(ledger, DPO, "message", 200)  # the deployment (operator, CLI)
+    mine = retention.set_policy(ledger, DPO, "message", 20, workspace_id=seeded.workspace_id)
+    assert mine["before"]["source"] == "global" and mine["after"]["source"] == "workspace"
+    assert ledger.read(mine["seq"]).entry.attributes["workspace_id"] == seeded.workspace_id
+    retention.set_policy(ledger, DPO, "message", 10, chatbot_id=other.bot_id)
+
+    found = retention.policies(ledger)
+    assert found.days("message", seeded.bot_id) == 20  # the workspace's, not the deployment's
+    assert found.days("message", other.bot_id) == 10  # its own chatbot policy
+    assert found.days("message") == 200  # no chatbot: the deployment's
+    assert [p.chatbot_id for p in found.chatbot_overrides(seeded.workspace_id)] == []
+    assert [p.chatbot_id for p in found.chatbot_overrides(other.workspace_id)] == [other.bot_id]
+    assert [p.workspace_id for p in found.workspace_overrides()] == [seeded.workspace_id]
+
+    # A workspace's run lists and erases only what its own chatbots recorded.
+    report = retention.run_expiry(
+        ledger, DPO, dry_run=True, now=later(100), workspace_id=other.workspace_id
+    )
+    bots = {c.chatbot_id for c in report.expired}
+    assert bots == {other.bot_id}
+    everything = retention.run_expiry(ledger, DPO, dry_run=True, now=later(100))
+    assert {seeded.bot_id, other.bot_id} <= {c.chatbot_id for c in everything.expired}
+    real = retention.run_expiry(ledger, DPO, now=later(100), workspace_id=other.workspace_id)
+    assert real.erased == len(report.expired)
+    still_mine = retention.run_expiry(
+        ledger, DPO, dry_run=True, now=later(100), workspace_id=seeded.workspace_id
+    )
+    assert still_mine.expired and {c.chatbot_id for c in still_mine.expired} == {seeded.bot_id}
+    assert ledger.verify().ok

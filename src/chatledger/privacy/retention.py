@@ -17,8 +17,11 @@ Rules (``days`` = keep for this many days after the event; ``None`` = keep forev
   agent and the visitor/user id in the payload with it; the conversation keeps its subject
   pseudonym, so erasure and evidence by subject keep working).
 
-Policies resolve per chatbot: a chatbot's own policy, else the policy for all chatbots
-(scope ``*``), else the built-in default. Entries with no chatbot use the ``*`` scope.
+Policies resolve per chatbot: a chatbot's own policy, else its workspace's policy for all
+its chatbots (scope ``ws:<workspace id>``, what a workspace's admins set over the API), else
+the deployment's policy (scope ``*``, set by the operator with the CLI), else the built-in
+default. Entries with no chatbot (logins, audit reads) use the deployment's scope. A
+workspace's admins see and run only what concerns their own chatbots.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GLOBAL = "*"
+WORKSPACE_PREFIX = "ws:"
 IP_RULE = "ip"
 RULES: dict[str, str] = {
     **{c.value: f"payloads of {c.value} events" for c in Category},
@@ -111,8 +115,9 @@ def seq_at_time(store: Store, ts: str, *, after: bool = False) -> int:
 class Policy:
     rule: str
     days: int | None
-    source: str  # "default", "global" or "chatbot"
+    source: str  # "default", "global" (the deployment), "workspace" or "chatbot"
     chatbot_id: str | None = None
+    workspace_id: str | None = None
     updated_at: str | None = None
     updated_by: str | None = None
     seq: int | None = None
@@ -121,13 +126,25 @@ class Policy:
         return dict(self.__dict__)
 
 
+def workspace_scope(workspace_id: str) -> str:
+    return f"{WORKSPACE_PREFIX}{workspace_id}"
+
+
 @dataclass
 class Policies:
     overrides: dict[tuple[str, str], Policy] = field(default_factory=dict)
+    workspace_of: dict[str, str] = field(default_factory=dict)
+    """Each chatbot's workspace (deleted chatbots included)."""
 
-    def policy(self, rule: str, chatbot_id: str | None = None) -> Policy:
-        if chatbot_id is not None and (chatbot_id, rule) in self.overrides:
-            return self.overrides[(chatbot_id, rule)]
+    def policy(
+        self, rule: str, chatbot_id: str | None = None, workspace_id: str | None = None
+    ) -> Policy:
+        if chatbot_id is not None:
+            if (chatbot_id, rule) in self.overrides:
+                return self.overrides[(chatbot_id, rule)]
+            workspace_id = workspace_id or self.workspace_of.get(chatbot_id)
+        if workspace_id is not None and (workspace_scope(workspace_id), rule) in self.overrides:
+            return self.overrides[(workspace_scope(workspace_id), rule)]
         if (GLOBAL, rule) in self.overrides:
             return self.overrides[(GLOBAL, rule)]
         return Policy(rule, DEFAULT_DAYS.get(rule), "default")
@@ -135,13 +152,34 @@ class Policies:
     def days(self, rule: str, chatbot_id: str | None = None) -> int | None:
         return self.policy(rule, chatbot_id).days
 
-    def effective(self, chatbot_id: str | None = None) -> list[Policy]:
-        return [self.policy(rule, chatbot_id) for rule in RULES]
+    def effective(
+        self, chatbot_id: str | None = None, workspace_id: str | None = None
+    ) -> list[Policy]:
+        return [self.policy(rule, chatbot_id, workspace_id) for rule in RULES]
 
-    def chatbot_overrides(self) -> list[Policy]:
+    def chatbot_overrides(self, workspace_id: str | None = None) -> list[Policy]:
+        """Chatbots' own policies (of one workspace's chatbots, or of all)."""
         return sorted(
-            (p for (scope, _), p in self.overrides.items() if scope != GLOBAL),
+            (
+                p
+                for p in self.overrides.values()
+                if p.source == "chatbot"
+                and (
+                    workspace_id is None
+                    or self.workspace_of.get(p.chatbot_id or "") == workspace_id
+                )
+            ),
             key=lambda p: (p.chatbot_id or "", p.rule),
+        )
+
+    def workspace_overrides(self, workspace_id: str | None = None) -> list[Policy]:
+        return sorted(
+            (
+                p
+                for p in self.overrides.values()
+                if p.source == "workspace" and workspace_id in (None, p.workspace_id)
+            ),
+            key=lambda p: (p.workspace_id or "", p.rule),
         )
 
     def shortest_days(self) -> int | None:
@@ -150,22 +188,35 @@ class Policies:
         return min(values) if values else None
 
 
+def _scope_parts(scope: str) -> tuple[str, str | None, str | None]:
+    """(source, chatbot id, workspace id) of a stored scope."""
+    if scope == GLOBAL:
+        return "global", None, None
+    if scope.startswith(WORKSPACE_PREFIX):
+        return "workspace", None, scope[len(WORKSPACE_PREFIX) :]
+    return "chatbot", scope, None
+
+
 def load_policies(query: Query) -> Policies:
     rows = query(
         "SELECT scope, rule, days, updated_at, updated_by, seq FROM retention_policies", ()
     )
     found = Policies()
     for scope, rule, days, updated_at, updated_by, seq in rows:
-        source = "global" if scope == GLOBAL else "chatbot"
+        source, chatbot_id, workspace_id = _scope_parts(str(scope))
         found.overrides[(str(scope), str(rule))] = Policy(
             str(rule),
             None if days is None else int(days),
             source,
-            None if scope == GLOBAL else str(scope),
+            chatbot_id,
+            workspace_id,
             updated_at,
             updated_by,
             int(seq),
         )
+    found.workspace_of = {
+        str(bot): str(ws) for bot, ws in query("SELECT id, workspace_id FROM chatbots", ())
+    }
     return found
 
 
@@ -188,10 +239,12 @@ def set_policy(
     days: int | None,
     *,
     chatbot_id: str | None = None,
+    workspace_id: str | None = None,
     reset: bool = False,
 ) -> dict[str, Any]:
-    """Set (or with ``reset`` remove) a policy; recorded as ``retention.update`` with the
-    effective policy before and after."""
+    """Set (or with ``reset`` remove) a policy for one chatbot, for a workspace's chatbots, or
+    (neither given) for the deployment; recorded as ``retention.update`` with the effective
+    policy before and after."""
     if rule not in RULES:
         raise InvalidInput(
             f"unknown retention rule {rule!r}: use one of {', '.join(RULES)}",
@@ -205,11 +258,12 @@ def set_policy(
         )
         if not rows:
             raise NotFound(f"no chatbot {chatbot_id} in the ledger")
-    scope = chatbot_id or GLOBAL
+    scope = chatbot_id or (workspace_scope(workspace_id) if workspace_id else GLOBAL)
+    source, _, _ = _scope_parts(scope)
 
     def work(ctx: WorkContext) -> tuple[dict[str, Any], list[Event]]:
         current = load_policies(ctx.txn.execute)
-        before = current.policy(rule, chatbot_id)
+        before = current.policy(rule, chatbot_id, workspace_id)
         now = utc_timestamp()
         if reset:
             ctx.txn.execute(
@@ -225,15 +279,9 @@ def set_policy(
                 (scope, rule, value, now, actor.id, ctx.next_seq),
             )
             current.overrides[(scope, rule)] = Policy(
-                rule,
-                value,
-                "global" if scope == GLOBAL else "chatbot",
-                chatbot_id,
-                now,
-                actor.id,
-                ctx.next_seq,
+                rule, value, source, chatbot_id, workspace_id, now, actor.id, ctx.next_seq
             )
-        after = current.policy(rule, chatbot_id)
+        after = current.policy(rule, chatbot_id, workspace_id)
         attributes: dict[str, Any] = {
             "rule": rule,
             "scope": scope,
@@ -243,9 +291,12 @@ def set_policy(
         }
         if chatbot_id is not None:
             attributes["chatbot_id"] = chatbot_id
+        if workspace_id is not None:
+            attributes["workspace_id"] = workspace_id
         result = {
             "rule": rule,
             "chatbot_id": chatbot_id,
+            "workspace_id": workspace_id,
             "before": before.to_json(),
             "after": after.to_json(),
             "seq": ctx.next_seq,
@@ -405,13 +456,18 @@ class _Planner:
         return seq_at_time(self.ledger.store, _cutoff(self.now, shortest))
 
 
-def plan_expiry(ledger: Ledger, *, now: datetime | None = None) -> ExpiryReport:
+def plan_expiry(
+    ledger: Ledger, *, now: datetime | None = None, workspace_id: str | None = None
+) -> ExpiryReport:
     """What expiry would erase now (nothing is written): payloads past their policy, less
-    those under legal hold."""
+    those under legal hold; with ``workspace_id``, only those of that workspace's chatbots."""
     moment = now or datetime.now(UTC)
     report = ExpiryReport(True, utc_timestamp(moment), f"ret_{uuid.uuid4().hex[:16]}")
     planner = _Planner(ledger, moment, active_holds(ledger.store.query))
+    workspace_of = planner.policies.workspace_of
     for row in _payload_rows(ledger.store, 0, planner.bound()):
+        if workspace_id is not None and workspace_of.get(row.chatbot_id or "") != workspace_id:
+            continue
         due = planner.classify(row)
         if due is None:
             continue
@@ -436,18 +492,20 @@ def run_expiry(
     now: datetime | None = None,
     dry_run: bool = False,
     batch: int = BATCH,
+    workspace_id: str | None = None,
 ) -> ExpiryReport:
-    """Erase the payloads past their retention (or, with ``dry_run``, only list them).
+    """Erase the payloads past their retention (or, with ``dry_run``, only list them); with
+    ``workspace_id``, only those of that workspace's chatbots.
 
     Each batch commits with one ``privacy.retention_expired`` event that the erasure records
     name; a run that erases nothing still records one event, so every run is on the record.
     Holds are checked again inside each batch's transaction.
     """
-    report = plan_expiry(ledger, now=now)
+    report = plan_expiry(ledger, now=now, workspace_id=workspace_id)
     report.dry_run = dry_run
     if dry_run:
         return report
-    snapshot = {p.rule: p.days for p in policies(ledger).effective()}
+    snapshot = {p.rule: p.days for p in policies(ledger).effective(workspace_id=workspace_id)}
     planned = report.expired
     report.expired = []
     batches = [planned[i : i + batch] for i in range(0, len(planned), batch)] or [[]]
@@ -507,6 +565,7 @@ def run_expiry(
                     "seqs_sha256": _seqs_digest(sorted(seqs)),
                     "held_skipped": sum(report.held.values()) + held,
                     "policies": snapshot,
+                    **({"workspace_id": workspace_id} if workspace_id else {}),
                 },
             )
             return erased, [event]

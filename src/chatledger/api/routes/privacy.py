@@ -54,20 +54,22 @@ class RetentionRunIn(BaseModel):
 def get_retention(
     principal: CurrentPrincipal, platform: PlatformDep, chatbot_id: str | None = None
 ) -> dict[str, Any]:
-    """The policy in force for every rule (for one chatbot, or for all), the built-in
-    defaults, and every chatbot's own policies."""
+    """The policy in force for every rule (for one chatbot, or for all the workspace's
+    chatbots), the built-in defaults, and the workspace's chatbots' own policies."""
     _manager(principal, platform, "retention_policy", chatbot_id or "*")
     if chatbot_id:
         _chatbot_in_workspace(platform, principal, chatbot_id)
     found = retention.policies(platform.ledger)
+    workspace = principal.workspace_id
     return {
         "chatbot_id": chatbot_id,
+        "workspace_id": workspace,
         "policies": [
             p.to_json() | {"applies_to": retention.RULES[p.rule]}
-            for p in found.effective(chatbot_id)
+            for p in found.effective(chatbot_id, workspace)
         ],
         "defaults": retention.DEFAULT_DAYS,
-        "chatbot_overrides": [p.to_json() for p in found.chatbot_overrides()],
+        "chatbot_overrides": [p.to_json() for p in found.chatbot_overrides(workspace)],
     }
 
 
@@ -75,13 +77,19 @@ def get_retention(
 def put_retention(
     rule: str, body: RetentionIn, principal: CurrentPrincipal, platform: PlatformDep
 ) -> dict[str, Any]:
-    """Set a policy (``rule``: a category such as ``message`` or ``security``, or ``ip``).
-    Recorded as ``retention.update`` with the policy before and after."""
+    """Set a policy (``rule``: a category such as ``message`` or ``security``, or ``ip``) for
+    one chatbot, or (no ``chatbot_id``) for all the workspace's chatbots. Recorded as
+    ``retention.update`` with the policy before and after."""
     _manager(principal, platform, "retention_policy", rule)
     if body.chatbot_id:
         _chatbot_in_workspace(platform, principal, body.chatbot_id)
     return retention.set_policy(
-        platform.ledger, principal.actor, rule, body.days, chatbot_id=body.chatbot_id
+        platform.ledger,
+        principal.actor,
+        rule,
+        body.days,
+        chatbot_id=body.chatbot_id,
+        workspace_id=None if body.chatbot_id else principal.workspace_id,
     )
 
 
@@ -89,12 +97,19 @@ def put_retention(
 def delete_retention(
     rule: str, principal: CurrentPrincipal, platform: PlatformDep, chatbot_id: str | None = None
 ) -> dict[str, Any]:
-    """Remove a policy: the rule falls back to the policy for all chatbots, then the default."""
+    """Remove a policy: a chatbot's falls back to the workspace's, the workspace's to the
+    deployment's, then to the built-in default."""
     _manager(principal, platform, "retention_policy", rule)
     if chatbot_id:
         _chatbot_in_workspace(platform, principal, chatbot_id)
     return retention.set_policy(
-        platform.ledger, principal.actor, rule, None, chatbot_id=chatbot_id, reset=True
+        platform.ledger,
+        principal.actor,
+        rule,
+        None,
+        chatbot_id=chatbot_id,
+        workspace_id=None if chatbot_id else principal.workspace_id,
+        reset=True,
     )
 
 
@@ -102,11 +117,17 @@ def delete_retention(
 def run_retention(
     principal: CurrentPrincipal, platform: PlatformDep, body: RetentionRunIn | None = None
 ) -> dict[str, Any]:
-    """Run expiry now (``dry_run`` defaults to true: list what would be erased). A real run
-    erases payloads, never entries, and is recorded as ``privacy.retention_expired``."""
+    """Run expiry now for the workspace's chatbots (``dry_run`` defaults to true: list what
+    would be erased). A real run erases payloads, never entries, and is recorded as
+    ``privacy.retention_expired``. The server's own job covers the whole deployment."""
     body = body or RetentionRunIn()
     _manager(principal, platform, "retention_run", "now")
-    report = retention.run_expiry(platform.ledger, principal.actor, dry_run=body.dry_run)
+    report = retention.run_expiry(
+        platform.ledger,
+        principal.actor,
+        dry_run=body.dry_run,
+        workspace_id=principal.workspace_id,
+    )
     return report.to_json(limit=body.limit)
 
 
