@@ -301,8 +301,9 @@ class PostgresWriteTxn:
 
     def payload_seqs_for_subject(self, subject_ref: str) -> list[int]:
         rows = self._ask(
-            "SELECT p.seq FROM ledger_payloads p JOIN subject_keys k ON p.key_ref = k.key_ref "
-            "WHERE k.subject_ref = %s ORDER BY p.seq",
+            # A payload is sealed under its entry's subject key: the subject index finds them.
+            "SELECT p.seq FROM ledger_entries e JOIN ledger_payloads p ON p.seq = e.seq "
+            "WHERE e.subject = %s ORDER BY p.seq",
             (subject_ref,),
         ).fetchall()
         return [int(r[0]) for r in rows]

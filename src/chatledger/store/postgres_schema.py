@@ -12,8 +12,9 @@ The same tables and the same rules as :mod:`chatledger.store.sqlite_schema`, enf
   DELETE or TRUNCATE privilege on any ledger table. :func:`setup_roles` sets this up.
 
 Migrations of other domains register here with :func:`register`, in version order, like the
-SQLite ones. Concurrent starters are serialised by an advisory lock, so several API
-processes may start against a fresh database at once.
+SQLite ones; Alembic runs them, one revision per version (see
+:mod:`chatledger.store.migrations`). Concurrent starters are serialised by an advisory lock,
+so several API processes may start against a fresh database at once.
 
 Run as a module for operators::
 
@@ -37,6 +38,7 @@ import psycopg
 from psycopg import sql
 
 from chatledger.errors import StorageError
+from chatledger.store.migrations import up_to_date
 
 LEDGER_TABLES = (
     "ledger_entries",
@@ -57,6 +59,9 @@ APP_INSERTS = (
 )
 """The ledger tables the application role may INSERT into (erasure records are written by
 ``ledger_record_payload_erasures`` only)."""
+
+VERSION_TABLES = ("schema_migrations", "alembic_version")
+"""The migrations' history and Alembic's pointer: the owner's; the app may only read them."""
 
 ERASURE_FUNCTIONS = (
     "ledger_destroy_subject_keys(text, text, bigint)",
@@ -266,12 +271,18 @@ def _retrieval_index(conn: Conn) -> None:
 
 # The same numbers as sqlite_schema.py. Not here yet, because its SQL is SQLite's own
 # (FTS5): 10, the audit search index.
+def _lean_payloads(conn: Conn) -> None:
+    """Drop the index on payloads' random key_ref (see sqlite_schema.LEAN_PAYLOADS)."""
+    conn.execute("DROP INDEX IF EXISTS ledger_payloads_key")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", _ledger_v1),
     Migration(2, "platform", _platform_v1),
     Migration(3, "retrieval index", _retrieval_index),
     Migration(11, "privacy", _domain("schema_privacy")),
     Migration(12, "integrations", _domain("schema_integrations")),
+    Migration(13, "lean payload index", _lean_payloads),
 ]
 
 
@@ -309,6 +320,7 @@ def applied_versions(conn: Conn) -> set[int]:
 
 
 def pending(conn: Conn) -> list[Migration]:
+    """Migrations not yet applied (not recorded in ``schema_migrations``)."""
     try:
         done = applied_versions(conn)
     finally:
@@ -317,72 +329,106 @@ def pending(conn: Conn) -> list[Migration]:
 
 
 def apply_migrations(conn: Conn) -> list[int]:
-    """Apply pending migrations, each with its record in one transaction.
+    """Bring the schema to Alembic's head; return the versions applied.
 
-    ``conn`` must not be in autocommit mode and must be idle. Each migration takes a
-    transaction-scoped advisory lock first, so concurrent starters apply it once.
+    Each migration applies with its ``schema_migrations`` row and the move of
+    ``alembic_version`` in one transaction (see :mod:`chatledger.store.migrations`). When
+    nothing is due this costs one query. ``conn`` must not be in autocommit mode and must be
+    idle; its role and search_path are the ones migrating. A session advisory lock held
+    around the upgrade makes concurrent starters migrate once.
     """
     if conn.autocommit:
         raise ValueError("apply_migrations needs a connection outside autocommit mode")
-    applied: list[int] = []
+    if _up_to_date(conn):
+        return []
     todo = pending(conn)
-    if not todo:
-        return applied
+    if not todo and not _may_migrate(conn):
+        # Only alembic_version is missing or behind (a database the previous runner migrated):
+        # nothing to apply, and the owner's next migration adopts it.
+        return []
     _check_may_migrate(conn, todo)
-    for migration in MIGRATIONS:
-        try:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            if not _has_migrations_table(conn):
-                conn.execute(
-                    "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
-                    "name text NOT NULL, applied_at text NOT NULL)"
-                )
-            done = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)
-            ).fetchone()
-            if done:
-                conn.rollback()
-                continue
-            if callable(migration.sql):
-                migration.sql(conn)
-            else:
-                conn.execute(migration.sql.encode())
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
-                (migration.version, migration.name, _now()),
-            )
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    conn.commit()
+    try:
+        from chatledger.store.migrations.runner import upgrade
+
+        return upgrade(conn, "postgresql")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StorageError(
+            f"migrating needs the owner role: {exc}; run `python -m "
+            "chatledger.store.postgres_schema migrate` (or setup-roles) as the owner first"
+        ) from exc
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.rollback()
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
             conn.commit()
-            applied.append(migration.version)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            conn.rollback()
-            raise StorageError(
-                f"migration {migration.version} ({migration.name}) needs the owner role: "
-                f"{exc}; run `python -m chatledger.store.postgres_schema migrate` (or "
-                "setup-roles) as the owner first"
-            ) from exc
-        except BaseException:
-            conn.rollback()
-            raise
-    return applied
 
 
-def _check_may_migrate(conn: Conn, todo: Sequence[Migration]) -> None:
-    """Whoever owns the ledger migrates it: a role that does not own ``ledger_entries`` (the
-    application role) must not create tables it would then own."""
+def _up_to_date(conn: Conn) -> bool:
     try:
         row = conn.execute(
-            "SELECT current_user, pg_has_role(current_user, c.relowner, 'USAGE') "
+            "SELECT ARRAY(SELECT version_num::text FROM alembic_version), "
+            "ARRAY(SELECT version FROM schema_migrations)"
+        ).fetchone()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+        return False  # fresh, migrated by the previous runner, or alembic_version not granted
+    finally:
+        conn.rollback()
+    assert row is not None
+    return up_to_date(row[0], row[1], (m.version for m in MIGRATIONS))
+
+
+def apply_one(conn: Conn, migration: Migration) -> None:
+    """Apply one migration and record it, in the caller's transaction (a revision's)."""
+    try:
+        if callable(migration.sql):
+            migration.sql(conn)
+        else:
+            conn.execute(migration.sql.encode())
+        if not _has_migrations_table(conn):
+            conn.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at text NOT NULL)"
+            )
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+            (migration.version, migration.name, _now()),
+        )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StorageError(
+            f"migration {migration.version} ({migration.name}) needs the owner role: "
+            f"{exc}; run `python -m chatledger.store.postgres_schema migrate` (or "
+            "setup-roles) as the owner first"
+        ) from exc
+
+
+def _may_migrate(conn: Conn) -> bool:
+    """Whether this role owns ``ledger_entries`` (or it does not exist yet)."""
+    try:
+        row = conn.execute(
+            "SELECT pg_has_role(current_user, c.relowner, 'USAGE') "
             "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relname = 'ledger_entries' AND n.nspname = current_schema()"
         ).fetchone()
     finally:
         conn.rollback()
-    if row is not None and not row[1]:
-        names = ", ".join(f"{m.version} ({m.name})" for m in todo)
-        raise StorageError(
-            f"migrations {names} are pending and need the owner role, not {row[0]}: run "
-            "`python -m chatledger.store.postgres_schema setup-roles` (or `migrate`) as the owner"
-        )
+    return row is None or bool(row[0])
+
+
+def _check_may_migrate(conn: Conn, todo: Sequence[Migration]) -> None:
+    """Whoever owns the ledger migrates it: a role that does not own ``ledger_entries`` (the
+    application role) must not create tables it would then own."""
+    if _may_migrate(conn):
+        return
+    row = conn.execute("SELECT current_user").fetchone()
+    conn.rollback()
+    names = ", ".join(f"{m.version} ({m.name})" for m in todo)
+    raise StorageError(
+        f"migrations {names} are pending and need the owner role, not "
+        f"{row[0] if row else '?'}: run "
+        "`python -m chatledger.store.postgres_schema setup-roles` (or `migrate`) as the owner"
+    )
 
 
 def _now() -> str:
@@ -477,9 +523,15 @@ def grant_app_privileges(
         conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(target, app))
         privileges = "SELECT, INSERT" if table in APP_INSERTS else "SELECT"
         conn.execute(sql.SQL(f"GRANT {privileges} ON {{}} TO {{}}").format(target, app))
-    migrations = sql.SQL("{}.schema_migrations").format(ident(schema))
-    conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(migrations, app))
-    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(migrations, app))
+    present = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = ANY (%s)",
+        (schema, list(VERSION_TABLES)),
+    ).fetchall()
+    for (table,) in present:  # the app reads them to know whether a migration is due
+        target = sql.SQL("{}.{}").format(ident(schema), ident(table))
+        conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(target, app))
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, app))
     for function in ERASURE_FUNCTIONS:
         name, args = function.split("(", 1)
         conn.execute(
@@ -493,7 +545,7 @@ def grant_app_privileges(
         (schema, owner_role),
     ).fetchall()
     for (table,) in others:
-        if table in LEDGER_TABLES or table == "schema_migrations":
+        if table in LEDGER_TABLES or table in VERSION_TABLES:
             continue
         conn.execute(
             sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
@@ -546,7 +598,7 @@ def _adopt_ledger_objects(conn: Conn, schema: str, owner_role: str) -> None:
     """Hand ledger tables created earlier by another role (a first run as the app) to the
     owner, so that the application role does not own, and so cannot alter, the record."""
     ident = sql.Identifier
-    for table in (*LEDGER_TABLES, "schema_migrations"):
+    for table in (*LEDGER_TABLES, *VERSION_TABLES):
         found = conn.execute(
             "SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",

@@ -1,5 +1,8 @@
 """SQLite schema, as numbered migrations; each applies with its record in one transaction.
 
+The SQL lives here (:data:`MIGRATIONS`, extended by other domains with :func:`register`);
+Alembic runs it, one revision per version (see :mod:`chatledger.store.migrations`).
+
 The ledger tables refuse UPDATE and DELETE through triggers. Payload rows may be deleted
 only after an erasure record names them, and subject keys may only be destroyed (their
 wrapped key set to NULL once); everything else about them is as append-only as the ledger.
@@ -7,10 +10,14 @@ wrapped key set to NULL once); everything else about them is as append-only as t
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from chatledger.store.migrations import up_to_date
 from chatledger.store.platform_schema import PLATFORM_V1
 
 
@@ -127,6 +134,12 @@ def _domain(module: str) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
+# Every payload row is sealed under its entry's subject key, so a subject's payloads are found
+# through ledger_entries' subject index; an index on the random key_ref cost a quarter of the
+# writer's insert time. (Only erasure needs that lookup.)
+LEAN_PAYLOADS = "DROP INDEX IF EXISTS ledger_payloads_key;"
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", LEDGER_V1),
     Migration(2, "platform", PLATFORM_V1),
@@ -134,6 +147,7 @@ MIGRATIONS: list[Migration] = [
     Migration(10, "audit", _domain("schema_audit")),
     Migration(11, "privacy", _domain("schema_privacy")),
     Migration(12, "integrations", _domain("schema_integrations")),
+    Migration(13, "lean payload index", LEAN_PAYLOADS),
 ]
 
 
@@ -146,36 +160,83 @@ def register(migration: Migration) -> None:
 
 
 def apply_migrations(conn: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations, each with its record in one transaction."""
+    """Bring the schema to Alembic's head; return the versions applied.
+
+    Each migration applies with its ``schema_migrations`` row and the move of
+    ``alembic_version`` in one transaction (see :mod:`chatledger.store.migrations`). When
+    nothing is due this costs one query and imports nothing. ``conn`` is idle; migrations run
+    under the file's process lock (the one the store's writers take), so processes starting
+    on one file at once migrate it once.
+    """
+    if _up_to_date(conn):
+        return []
+    with _process_lock(conn):
+        from chatledger.store.migrations.runner import upgrade
+
+        return upgrade(conn, "sqlite")
+
+
+def _up_to_date(conn: sqlite3.Connection) -> bool:
+    try:
+        row = conn.execute(
+            "SELECT (SELECT group_concat(version_num, ' ') FROM alembic_version), "
+            "(SELECT group_concat(version, ' ') FROM schema_migrations)"
+        ).fetchone()
+    except sqlite3.OperationalError:  # no such table: fresh, or migrated by the old runner
+        return False
+    revisions = (row[0] or "").split()
+    recorded = [int(v) for v in (row[1] or "").split()]
+    return up_to_date(revisions, recorded, (m.version for m in MIGRATIONS))
+
+
+@contextmanager
+def _process_lock(conn: sqlite3.Connection) -> Iterator[None]:
+    """The store's ``<file>.writelock`` (fcntl), held while migrating; none in memory."""
+    row = conn.execute("SELECT file FROM pragma_database_list WHERE name = 'main'").fetchone()
+    if not row or not row[0]:
+        yield
+        return
+    fd = os.open(f"{row[0]}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def pending(conn: sqlite3.Connection) -> list[Migration]:
+    """Migrations not yet applied (not recorded in ``schema_migrations``)."""
+    done = applied_versions(conn)
+    return [m for m in MIGRATIONS if m.version not in done]
+
+
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """Versions recorded in ``schema_migrations`` (empty before the first migration)."""
+    try:
+        return {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.OperationalError:
+        if conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone():
+            raise
+        return set()
+
+
+def apply_one(conn: sqlite3.Connection, migration: Migration) -> None:
+    """Apply one migration and record it, in the caller's transaction (a revision's)."""
+    if callable(migration.sql):
+        migration.sql(conn)
+    else:
+        for statement in _split(migration.sql):
+            conn.execute(statement)
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    applied: list[int] = []
-    for migration in MIGRATIONS:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-            ).fetchone()
-            if done:
-                conn.execute("ROLLBACK")
-                continue
-            if callable(migration.sql):
-                migration.sql(conn)
-            else:
-                for statement in _split(migration.sql):
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))",
-                (migration.version, migration.name),
-            )
-            conn.execute("COMMIT")
-            applied.append(migration.version)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return applied
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ'))",
+        (migration.version, migration.name),
+    )
 
 
 def _split(script: str) -> list[str]:
