@@ -8,21 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from chatledger.errors import LegalHoldActive
-from chatledger.events import Actor
+from chatledger.errors import LegalHoldActive, NotFound
+from chatledger.events import Actor, Entity, Event
 from chatledger.ledger.bundle import export_bundle, verify_bundle
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
-from tests.conftest import sample_event
+from tests.conftest import sample_event, stored_bytes
 
 DPO = Actor("user", "dpo-1", "admin")
-
-
-def _raw_bytes(ledger: Ledger) -> bytes:
-    path = Path(ledger.store.path)  # type: ignore[attr-defined]
-    data = path.read_bytes()
-    wal = Path(f"{path}-wal")
-    return data + (wal.read_bytes() if wal.exists() else b"")
 
 
 def test_erase_subject(ledger: Ledger, tmp_path: Path) -> None:
@@ -48,13 +41,13 @@ def test_erase_subject(ledger: Ledger, tmp_path: Path) -> None:
     assert erasure.entry.attributes["payloads_erased"] == 5
     assert erasure.entry.attributes["subject"] == ledger.subject_ref("carol")
 
-    # No query finds the content or the key any more, and no bytes remain in the file.
+    # No query finds the content or the key any more, and no bytes remain in the database.
     store = ledger.store
     ref = ledger.subject_ref("carol")
     keys = [k for k in store.subject_keys() if k.subject_ref == ref]
     assert keys and all(k.wrapped is None and k.erasure_seq == receipt.seq for k in keys)
     assert all(store.payload(seq) is None for seq in carol_seqs)
-    raw = _raw_bytes(ledger)
+    raw = stored_bytes(ledger)
     for seq in carol_seqs:
         assert f"message number {seq}".encode() not in raw
 
@@ -90,9 +83,30 @@ def test_erasure_refused_under_legal_hold(ledger: Ledger) -> None:
     assert ledger.size() == 1
 
 
+@pytest.mark.sqlite_only(
+    reason="the SQLite file's trigger; on PostgreSQL: test_database_refuses_update_and_delete "
+    "in tests/postgres/test_pg_ledger.py"
+)
 def test_payload_deletion_needs_an_erasure_record(ledger: Ledger) -> None:
     ledger.append(sample_event(1, subject="gina"))
     conn = sqlite3.connect(ledger.store.path)  # type: ignore[attr-defined]
     with pytest.raises(sqlite3.DatabaseError, match="recorded erasure"):
         conn.execute("DELETE FROM ledger_payloads")
     conn.close()
+
+
+def test_read_many_matches_read(ledger: Ledger) -> None:
+    """The batched reader (chat history) sees exactly what one-by-one reads see: present,
+    erased and absent payloads, in the order asked, duplicates included."""
+    ledger.append(sample_event(0, subject="gina"))
+    ledger.append(sample_event(1, subject="hank"))
+    ledger.append(Event("auth.login", Actor("user", "u1"), Entity("session", "s1")))
+    ledger.erase_subject("gina", DPO)
+    seqs = [3, 0, 2, 1, 0]
+    batched = ledger.read_many(seqs)
+    assert [r.to_json() for r in batched] == [ledger.read(s).to_json() for s in seqs]
+    statuses = [r.payload_status for r in batched]
+    assert statuses[1:] == ["erased", "none", "present", "erased"]  # seqs 0, 2, 1, 0
+    assert ledger.read_many([]) == []
+    with pytest.raises(NotFound):
+        ledger.read_many([0, 99])

@@ -546,8 +546,7 @@ class ChatService:
             "('message.user', 'message.answer') ORDER BY seq DESC LIMIT 12",
             (conv.id,),
         )
-        for (seq,) in reversed(rows):
-            record = self.ledger.read(int(seq))
+        for record in self.ledger.read_many([int(seq) for (seq,) in reversed(rows)]):
             if record.payload is None or record.entry.outcome == Outcome.BLOCKED:
                 continue
             text = str(record.payload.get("text", ""))

@@ -20,7 +20,7 @@ from chatledger.ledger.verify import Progress, VerifyReport, verify_store
 from chatledger.ledger.writer import LedgerWriter, Receipt, WorkContext, WorkFn, WriterConfig
 from chatledger.privacy.keys import KeyCache, MasterSecret
 from chatledger.privacy.payloads import open_payload
-from chatledger.store.base import CheckpointRow, Store
+from chatledger.store.base import CheckpointRow, PayloadRow, Store, SubjectKeyRow
 
 T = TypeVar("T")
 
@@ -142,11 +142,56 @@ class Ledger:
         for entry in self.entries(start, end):
             yield self._record(entry)
 
-    def _record(self, entry: Entry) -> Record:
+    def read_many(self, seqs: Sequence[int]) -> list[Record]:
+        """The records of these seqs, in the order given (each must exist), with two queries
+        for all of them rather than two or three each."""
+        wanted = sorted({int(s) for s in seqs})
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        bodies = {
+            int(seq): bytes(body)
+            for seq, body in self.store.query(
+                f"SELECT seq, body FROM ledger_entries WHERE seq IN ({marks})", wanted
+            )
+        }
+        missing = [s for s in wanted if s not in bodies]
+        if missing:
+            raise NotFound(f"no ledger entry with seq {missing[0]}", details={"seq": missing[0]})
+        payloads = {
+            int(row[0]): PayloadRow(int(row[0]), str(row[1]), bytes(row[2]), bytes(row[3]))
+            for row in self.store.query(
+                "SELECT seq, key_ref, nonce, ciphertext FROM ledger_payloads "
+                f"WHERE seq IN ({marks})",
+                wanted,
+            )
+        }
+        keys = {ref: self.store.subject_key(ref) for ref in {p.key_ref for p in payloads.values()}}
+        return [
+            self._record(Entry.parse(bodies[int(s)], int(s)), payloads.get(int(s)), keys, read=True)
+            for s in seqs
+        ]
+
+    def _record(
+        self,
+        entry: Entry,
+        row: PayloadRow | None = None,
+        keys: dict[str, SubjectKeyRow | None] | None = None,
+        *,
+        read: bool = False,
+    ) -> Record:
+        """``read``: the caller has read the payload ``row`` already (None: there is none),
+        and ``keys`` holds its subject key."""
         if entry.payload_digest is None:
             return Record(entry, None, "none")
-        row = self.store.payload(entry.seq)
-        key = self.store.subject_key(row.key_ref) if row else None
+        if not read:
+            row = self.store.payload(entry.seq)
+        if row is None:
+            key = None
+        elif keys is not None and row.key_ref in keys:
+            key = keys[row.key_ref]
+        else:
+            key = self.store.subject_key(row.key_ref)
         if row is None or key is None or key.wrapped is None:
             erasure = self.store.payload_erasures().get(entry.seq)
             erased_at = key.erased_at if key else None
