@@ -69,7 +69,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_revision_files_follow_the_numbered_migrations() -> None:
-    assert file_versions() == (1, 2, 3, 10, 11, 12, 13)
+    assert file_versions() == (1, 2, 3, 10, 11, 12, 13, 14)
     assert set(VERSIONS) <= set(file_versions())
 
 

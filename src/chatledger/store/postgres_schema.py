@@ -63,6 +63,11 @@ APP_INSERTS = (
 VERSION_TABLES = ("schema_migrations", "alembic_version")
 """The migrations' history and Alembic's pointer: the owner's; the app may only read them."""
 
+PARTITION_TABLES = ("ledger_partitions", "ledger_partition_config")
+"""The catalogue of the ledger's partitions (migration 14, :mod:`chatledger.store.pg_partitions`)
+and its partition size: the owner's; the app may only read them. The partitions themselves
+are the owner's and nobody else's: the app reads and appends through the parent tables."""
+
 ERASURE_FUNCTIONS = (
     "ledger_destroy_subject_keys(text, text, bigint)",
     "ledger_record_payload_erasures(bigint[], bigint, text, boolean)",
@@ -270,10 +275,18 @@ def _retrieval_index(conn: Conn) -> None:
 
 
 # The same numbers as sqlite_schema.py. Not here yet, because its SQL is SQLite's own
-# (FTS5): 10, the audit search index.
+# (FTS5): 10, the audit search index. PostgreSQL's own: 14, partitioning (SQLite has none).
 def _lean_payloads(conn: Conn) -> None:
     """Drop the index on payloads' random key_ref (see sqlite_schema.LEAN_PAYLOADS)."""
     conn.execute("DROP INDEX IF EXISTS ledger_payloads_key")
+
+
+def _partitions(conn: Conn) -> None:
+    """``ledger_entries`` and ``ledger_payloads`` range-partitioned by seq, without rewriting
+    them (see :mod:`chatledger.store.pg_partitions`). PostgreSQL only: SQLite has no 14."""
+    from chatledger.store.pg_partitions import migrate
+
+    migrate(conn)
 
 
 MIGRATIONS: list[Migration] = [
@@ -283,6 +296,7 @@ MIGRATIONS: list[Migration] = [
     Migration(11, "privacy", _domain("schema_privacy")),
     Migration(12, "integrations", _domain("schema_integrations")),
     Migration(13, "lean payload index", _lean_payloads),
+    Migration(14, "partitions", _partitions),
 ]
 
 
@@ -500,6 +514,9 @@ def prepare_schema(
     conn.commit()
     try:
         apply_migrations(conn)
+        from chatledger.store.pg_partitions import ensure_partitions
+
+        ensure_partitions(conn)
         conn.execute("RESET ROLE")
         grant_app_privileges(conn, app_role, owner_role=owner_role, schema=schema)
         conn.commit()
@@ -515,7 +532,10 @@ def grant_app_privileges(
     conn: Conn, app_role: str, *, owner_role: str = "chatledger_owner", schema: str = "public"
 ) -> None:
     """SELECT and INSERT on the ledger tables, EXECUTE on the erasure functions, DML on the
-    owner's other tables (the platform's projections); nothing else on the ledger."""
+    owner's other tables (the platform's projections); nothing else on the ledger, and
+    nothing at all on the ledger tables' partitions (attached or detached)."""
+    from chatledger.store.pg_partitions import partition_tables
+
     ident = sql.Identifier
     app = ident(app_role)
     for table in LEDGER_TABLES:
@@ -526,12 +546,16 @@ def grant_app_privileges(
     present = conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = ANY (%s)",
-        (schema, list(VERSION_TABLES)),
+        (schema, [*VERSION_TABLES, *PARTITION_TABLES]),
     ).fetchall()
     for (table,) in present:  # the app reads them to know whether a migration is due
         target = sql.SQL("{}.{}").format(ident(schema), ident(table))
         conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(target, app))
         conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(target, app))
+    partitions = partition_tables(conn, schema)
+    for table in partitions:
+        target = sql.SQL("{}.{}").format(ident(schema), ident(table))
+        conn.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC, {}").format(target, app))
     for function in ERASURE_FUNCTIONS:
         name, args = function.split("(", 1)
         conn.execute(
@@ -544,8 +568,9 @@ def grant_app_privileges(
         "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND pg_get_userbyid(c.relowner) = %s",
         (schema, owner_role),
     ).fetchall()
+    reserved = {*LEDGER_TABLES, *VERSION_TABLES, *PARTITION_TABLES, *partitions}
     for (table,) in others:
-        if table in LEDGER_TABLES or table in VERSION_TABLES:
+        if table in reserved:
             continue
         conn.execute(
             sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {}.{} TO {}").format(
@@ -596,9 +621,13 @@ def _current_database(conn: Conn) -> str:
 
 def _adopt_ledger_objects(conn: Conn, schema: str, owner_role: str) -> None:
     """Hand ledger tables created earlier by another role (a first run as the app) to the
-    owner, so that the application role does not own, and so cannot alter, the record."""
+    owner, so that the application role does not own, and so cannot alter, the record.
+    Partitions too: changing a partitioned table's owner leaves its partitions' alone."""
+    from chatledger.store.pg_partitions import partition_tables
+
     ident = sql.Identifier
-    for table in (*LEDGER_TABLES, *VERSION_TABLES):
+    tables = (*LEDGER_TABLES, *VERSION_TABLES, *PARTITION_TABLES)
+    for table in (*tables, *partition_tables(conn, schema)):
         found = conn.execute(
             "SELECT pg_get_userbyid(c.relowner) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
@@ -666,8 +695,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"roles ready: owner {args.owner_role}, application {args.app_role}")
         else:
+            from chatledger.store.pg_partitions import ensure_partitions
+
             with psycopg.connect(args.url) as conn:
                 done = apply_migrations(conn)
+                if _may_migrate(conn):
+                    ensure_partitions(conn)
             print(f"applied migrations: {done or 'none pending'}")
     except (psycopg.Error, StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
