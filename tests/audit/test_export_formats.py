@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+import orjson
 import pytest
 
 from chatledger.audit.formats import ExportRecord, FormatContext, get_format
@@ -374,18 +375,128 @@ def test_jsonl_carries_the_hashed_bytes(exported: Any, ledger: Ledger) -> None:
         assert merkle.leaf_hash(body) == bytes(leaf[0][0])
 
 
+TRICKY_TEXT = 'q"uo\\te\n\t\u00e9\u2028\U0001f600=|'  # JSON, CEF and LEEF specials
+
+
+def tricky_events() -> list[Event]:
+    """Entries whose values need escaping in every format, some of unexpected types."""
+    ident = 'q"uo\\te\u00e9\U0001f600=|'
+    events = []
+    for action in ("model.call", "auth.login", "user.update", "chatbot.update", "audit.search"):
+        for outcome in ("success", "flagged", "failure"):
+            events.append(
+                Event(
+                    action,
+                    Actor("user", ident, "owner"),
+                    Entity("thing", ident),
+                    outcome,
+                    subject=ident,
+                    attributes={
+                        "conversation_id": TRICKY_TEXT,
+                        "chatbot_id": 7,
+                        "channel": TRICKY_TEXT,
+                        "gen_ai.request.model": TRICKY_TEXT,
+                        "gen_ai.usage.input_tokens": 5,
+                        "gen_ai.usage.output_tokens": True,
+                        "severity": "HIGH",
+                        "method": TRICKY_TEXT,
+                        "nested": [1, {"a": None, "b": -0.5}],
+                    },
+                )
+            )
+    events.append(
+        Event("guard.anomaly", Actor("system", "guard"), Entity("message", "m1"), "blocked",
+              attributes={"detector": TRICKY_TEXT, "detector_version": 2.5, "score": 0.875,
+                          "kind": TRICKY_TEXT})
+    )  # fmt: skip
+    return events
+
+
+def test_ocsf_lines_escape_every_value(ledger: Ledger) -> None:
+    from chatledger.audit.formats import ocsf
+    from chatledger.audit.search import records
+
+    ledger.append_many(tricky_events())
+    rows = ledger.store.query("SELECT seq, body FROM ledger_entries ORDER BY seq")
+    recs = records(ledger, [(int(s), bytes(b)) for s, b in rows])
+    ctx = FormatContext(origin='o"1', product_version='1\\"2')
+    for rec in recs:
+        line = ocsf.line(rec, ctx)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        event = json.loads(line)
+        assert event == orjson.loads(orjson.dumps(ocsf.event(rec, ctx)))  # the same, as a dict
+        entry, attrs = rec.entry, rec.entry["attributes"]
+        assert event["unmapped"]["chatledger"]["entry"] == entry
+        assert event["metadata"]["log_name"] == 'o"1'
+        assert event["metadata"]["product"]["version"] == '1\\"2'
+        assert event["actor"]["user"]["uid"] == entry["actor"]["id"]
+        if event["class_uid"] == 6003:
+            assert event["metadata"]["correlation_uid"] == TRICKY_TEXT
+            assert event["src_endpoint"]["name"] == TRICKY_TEXT
+            assert event["ai_model"] == {"name": TRICKY_TEXT, "ai_provider": "unknown"}
+            context = event["message_context"]
+            assert context["uid"] == TRICKY_TEXT and context["prompt_tokens"] == 5
+            assert "completion_tokens" not in context  # a boolean is not a count
+            assert event["resources"][1] == {"uid": TRICKY_TEXT, "type": "conversation"}
+            assert len(event["resources"]) == 2  # a chatbot id that is not a string is left out
+        if event["class_uid"] == 3002:
+            assert event["auth_protocol"] == TRICKY_TEXT
+        if event["class_uid"] == 2004:
+            assert event["finding_info"]["analytic"] == {
+                "name": TRICKY_TEXT, "type_id": 1, "type": "Rule", "version": "2.5"
+            }  # fmt: skip
+            assert event["confidence_score"] == 88
+        if entry["outcome"] == "failure":
+            assert (event["status_id"], event["status_detail"]) == (2, "failure")
+        assert event["severity_id"] == (4 if "severity" in attrs else 3)  # HIGH; guard.anomaly
+
+
+@pytest.mark.parametrize("name", ["jsonl", "csv", "ocsf", "cef", "leef", "ecs", "splunk_hec"])
+def test_batch_rendering_equals_rendering_each_record(ledger: Ledger, name: str) -> None:
+    from chatledger.audit.search import records
+
+    ledger.append_many(vocabulary_events() + tricky_events())
+    ledger.erase_subject("visitor-1", Actor("user", "dpo", "operator"))
+    rows = ledger.store.query("SELECT seq, body FROM ledger_entries ORDER BY seq")
+    recs = records(ledger, [(int(s), bytes(b)) for s, b in rows])
+    assert any(r.erasure_seq is not None for r in recs)
+    fmt = get_format(name)
+    ctx = FormatContext(origin="o", host="h", index="i")
+    one_by_one = "".join(fmt.render(r, ctx) + fmt.line_end for r in recs).encode()
+    assert fmt.lines(recs, ctx) == one_by_one
+    assert fmt.lines([], ctx) == b""
+
+
 def test_parallel_export_equals_the_serial_one(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chatledger.audit import search as search_module
 
-    ledger.append_many(vocabulary_events() * 3)
+    ledger.append_many(vocabulary_events() * 3 + tricky_events())
+    ledger.erase_subject("visitor-1", Actor("user", "dpo", "operator"))
     monkeypatch.setattr(search_module, "PARALLEL_CHUNK", 16)
-    for name, filters in (("ocsf", Filters.parse()), ("cef", Filters.parse(category="access"))):
+    monkeypatch.setattr(search_module, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(search_module, "auto_workers", lambda: 2)
+    parallel = search_module.Export._parallel
+    calls: list[int] = []
+
+    def spy(self: Any, *args: Any) -> Any:
+        calls.append(1)
+        return parallel(self, *args)
+
+    monkeypatch.setattr(search_module.Export, "_parallel", spy)
+    cases = (
+        ("ocsf", Filters.parse()),
+        ("cef", Filters.parse(category="access")),
+        ("csv", Filters.parse(action="message.*")),
+    )
+    for name, filters in cases:
         outputs = []
-        for workers in (1, 2):
+        for workers in (1, None):  # None: the default, one per core (here 2)
             exporter = prepare_export(
                 ledger, filters, get_format(name), FormatContext(origin=ledger.origin, host="h")
             )
-            outputs.append((b"".join(exporter.chunks(workers=workers)), exporter.count))
-        assert outputs[0] == outputs[1] and outputs[0][1] > 0
+            data = b"".join(exporter.chunks(workers=workers))
+            outputs.append((data, exporter.count, exporter.last_seq))
+        assert outputs[0] == outputs[1] and outputs[0][1] > 0, name
+    assert len(calls) == len(cases)  # the default did render in worker processes

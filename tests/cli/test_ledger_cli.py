@@ -152,6 +152,9 @@ def test_verify_checkpoint_prove_export_verify_bundle(filled: Path, tmp_path: Pa
     assert code == 0 and json.loads(out)["ok"] is True
 
 
+@pytest.mark.sqlite_only(
+    reason="edits the SQLite file; tampering on PostgreSQL: tests/postgres/test_pg_tamper.py"
+)
 def test_verify_names_the_first_bad_entry(filled: Path) -> None:
     db = filled / "chatledger.db"
     conn = sqlite3.connect(db)

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from chatledger.config import Settings
 from chatledger.ledger.service import Ledger
 from chatledger.runtime import open_ledger
@@ -46,6 +48,9 @@ def _entry_ids(ledger: Ledger) -> dict[int, str]:
     return {e.seq: e.id for e in ledger.entries(0, ledger.size())}
 
 
+@pytest.mark.sqlite_only(
+    reason="kills the SQLite writer; on PostgreSQL: tests/postgres/test_pg_concurrency.py"
+)
 def test_sigkill_loses_no_acknowledged_append(data_dir: Path, tmp_path: Path) -> None:
     Settings.load(data_dir)  # create the data directory and its settings once
     ack = tmp_path / "acks.txt"
@@ -103,6 +108,9 @@ def test_concurrent_threads_make_one_linear_log(ledger: Ledger) -> None:
     assert ledger.verify().ok
 
 
+@pytest.mark.sqlite_only(
+    reason="processes sharing the SQLite file; on PostgreSQL: tests/postgres/test_pg_concurrency.py"
+)
 def test_concurrent_processes_make_one_linear_log(
     make_ledger: LedgerFactory, data_dir: Path, tmp_path: Path
 ) -> None:

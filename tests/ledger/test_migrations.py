@@ -20,6 +20,10 @@ from chatledger.store.migrations import file_versions, head_version, revision_id
 from chatledger.store.sqlite import SqliteStore, connect
 from chatledger.store.sqlite_schema import MIGRATIONS, Migration, apply_migrations
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="the SQLite file's migrations; on PostgreSQL: tests/postgres/test_pg_migrations.py"
+)
+
 VERSIONS = [m.version for m in MIGRATIONS]
 HEAD = revision_id(head_version(VERSIONS))
 

@@ -19,6 +19,11 @@ from chatledger.ledger.verify import VerifyReport
 from tests.conftest import LedgerFactory, sample_event
 from tests.ledger.tamper import body_of, canonical, leaf_of, raw_database, rewrite_body
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="edits the SQLite file around its triggers; on PostgreSQL: "
+    "tests/postgres/test_pg_tamper.py (which also runs the cases here that edit nothing)"
+)
+
 SIZE = 40
 
 

@@ -1,7 +1,7 @@
 """Several server processes on one ledger under load: 4 `chatledger serve` processes, 100
 concurrent clients chatting; afterwards every acknowledged message is recorded exactly once
-and the ledger verifies. Here on SQLite (20 s); tests/postgres/test_pg_load.py runs the same
-on PostgreSQL for 60 s."""
+and the ledger verifies. Here for 20 s on the suite's backend (SQLite, or PostgreSQL under
+``--backend postgres``); tests/postgres/test_pg_load.py runs it on PostgreSQL for 60 s."""
 
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ from chatledger.events import Actor
 from chatledger.identity.principal import system_principal
 from chatledger.platform import Platform
 from tests.api.server import free_port
+from tests.conftest import subprocess_env
 
 SERVERS = 4
 CLIENTS = 100
 
 
-def prepare(data_dir: Path, database: str | None) -> tuple[str, str]:
+def prepare(data_dir: Path, database: str | None) -> tuple[str, str, str | None]:
+    """A workspace, an admin key, a chatbot with a document; returns the key, the chatbot and
+    the database URL the settings chose (the given one, or the test backend's)."""
     settings = Settings.load(data_dir, database_url=database)
     settings.rate_limits = {k: [10_000_000, 60] for k in ("ip", "visitor", "session", "api_key")}
     settings.save()
@@ -45,7 +48,7 @@ def prepare(data_dir: Path, database: str | None) -> tuple[str, str]:
             b"# Refunds\n\nRefunds are issued within 14 days.\n",
             None,
         )
-        return key, bot.id
+        return key, bot.id, settings.database_url
     finally:
         platform.close()
 
@@ -55,7 +58,7 @@ def running_servers(
     tmp_path: Path, database: str | None, *, servers: int = SERVERS, workers: int = 1
 ) -> Iterator[tuple[list[str], str, str, Path, str | None]]:
     data_dir = tmp_path / "data"
-    key, bot = prepare(data_dir, database)
+    key, bot, database = prepare(data_dir, database)
     procs = []
     urls = []
     env = {**os.environ, "CHATLEDGER_DATA_DIR": str(data_dir)}
@@ -107,7 +110,7 @@ def test_one_server_with_two_workers(tmp_path: Path) -> None:
         run_load(servers, duration=5.0, clients=20)
 
 
-def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+def test_serve_reports_a_port_in_use(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -117,6 +120,7 @@ def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
                 *(sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)),
                 *("--workers", "2", "--data-dir", str(tmp_path / "data")),
             ],
+            env=subprocess_env(pytestconfig, tmp_path / "data"),
             capture_output=True,
             text=True,
             timeout=120,

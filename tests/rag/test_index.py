@@ -15,6 +15,11 @@ from chatledger.rag.index import IndexChunk, RetrievalIndex, SqliteIndex
 from chatledger.rag.retrieval import make_chunk_id
 from chatledger.rag.sqlite_search import plan_query
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="SqliteIndex (FTS5) on an in-memory SQLite database; PostgresIndex: "
+    "tests/postgres/test_pg_retrieval.py"
+)
+
 BOT = "bot-1"  # the chatbot of the `shop` fixture
 INDEX = SqliteIndex()
 

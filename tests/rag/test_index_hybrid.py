@@ -21,6 +21,10 @@ from chatledger.rag.embeddings import (
 from chatledger.rag.index import IndexChunk, RetrievalIndex, SqliteIndex
 from chatledger.rag.tokens import words
 
+pytestmark = pytest.mark.sqlite_only(
+    reason="HybridRetriever is built on SQLite (SqliteIndex, SqliteVectorStore) only"
+)
+
 BOT = "bot-1"
 
 

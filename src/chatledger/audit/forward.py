@@ -8,7 +8,9 @@ accepted; it reads the entries after it in bounded batches, sends a batch, and a
 cursor only once the receiver has accepted it (see audit/forward_senders.py). A failed batch
 is sent again after an exponential backoff (with jitter), so nothing is lost across receiver
 outages or restarts; a batch may arrive twice. The cursor never moves backwards, even when
-two processes forward at once (they would only duplicate).
+two processes forward at once (they would only duplicate). On PostgreSQL the cursors are rows
+shared by every server process, and one process at a time forwards a given forwarder (an
+advisory lock per forwarder, see audit/pg_cursors.py), so processes do not duplicate.
 
 A slow or dead receiver never slows the chatbot: every forwarder runs in its own thread,
 reads the ledger through its own read connection (WAL readers never block the writer) and
@@ -27,8 +29,8 @@ import random
 import socket
 import sqlite3
 import threading
-from collections.abc import Sequence
-from contextlib import closing
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,13 +40,20 @@ import orjson
 from chatledger.audit.formats import ExportRecord, FormatContext, get_format
 from chatledger.audit.forward_senders import DeliveryError, Sender, make_sender
 from chatledger.audit.search import records
-from chatledger.audit.textindex import immediate, index_for, open_writer, sqlite_path
+from chatledger.audit.textindex import (
+    immediate,
+    index_for,
+    index_supported,
+    open_writer,
+    sqlite_path,
+)
 from chatledger.config import SETTINGS_FILE
-from chatledger.errors import InvalidInput
+from chatledger.errors import InvalidInput, StorageError
 from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 
 if TYPE_CHECKING:
+    from chatledger.audit.pg_cursors import PgCursors
     from chatledger.platform import Platform
 
 log = logging.getLogger(__name__)
@@ -290,16 +299,22 @@ _CURSOR_COLUMNS = "name, last_seq, delivered, updated_at, failures, last_error, 
 
 
 class CursorStore:
-    """Forwarder cursors: the ``audit_forwarder_cursors`` table on SQLite (own connection),
+    """Forwarder cursors: the ``audit_forwarder_cursors`` table on SQLite (own connection)
+    and on PostgreSQL (own connection, shared by every process; see audit/pg_cursors.py),
     JSON files under ``<data dir>/forwarders/`` on other stores."""
 
     def __init__(self, ledger: Ledger, fallback_dir: Path | None = None) -> None:
         self.path = sqlite_path(ledger)
         self.fallback_dir = fallback_dir
         self._conn: sqlite3.Connection | None = None
+        self._pg: PgCursors | None = None
         self._lock = threading.Lock()
-        if self.path is None and fallback_dir is None:
-            raise InvalidInput("forwarder cursors need the SQLite store or a data directory")
+        if getattr(ledger.store, "dialect", "") == "postgresql":
+            from chatledger.audit.pg_cursors import PgCursors
+
+            self._pg = PgCursors(ledger, fallback_dir)
+        if self.path is None and self._pg is None and fallback_dir is None:
+            raise InvalidInput("forwarder cursors need a database store or a data directory")
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -311,8 +326,28 @@ class CursorStore:
         assert self.fallback_dir is not None
         return self.fallback_dir / "forwarders" / f"{name}.cursor.json"
 
+    @contextmanager
+    def hold(self, name: str) -> Iterator[bool]:
+        """While a batch of forwarder ``name`` is read, sent and acknowledged: True if this
+        process may forward it now. On PostgreSQL, False while another process does (an
+        advisory lock); elsewhere always True (two processes would only duplicate)."""
+        if self._pg is None:
+            yield True
+            return
+        with self._lock:
+            mine = self._pg.try_hold(name)
+        try:
+            yield mine
+        finally:
+            if mine:
+                with self._lock:
+                    self._pg.release(name)
+
     def get(self, name: str) -> CursorRow | None:
         with self._lock:
+            if self._pg is not None:
+                found = self._pg.get(name)
+                return CursorRow(*found) if found else None
             if self.path is not None:
                 row = (
                     self._db()
@@ -330,6 +365,8 @@ class CursorStore:
 
     def all(self) -> list[CursorRow]:
         with self._lock:
+            if self._pg is not None:
+                return [CursorRow(*row) for row in self._pg.all()]
             if self.path is not None:
                 rows = (
                     self._db()
@@ -346,6 +383,9 @@ class CursorStore:
         """Record that the receiver accepted everything up to ``last_seq`` (never backwards)."""
         now = utc_timestamp()
         with self._lock:
+            if self._pg is not None:
+                self._pg.advance(name, last_seq, delivered, now)
+                return
             if self.path is not None:
                 with immediate(self._db()) as conn:
                     conn.execute(
@@ -373,6 +413,9 @@ class CursorStore:
     def failed(self, name: str, error: str) -> None:
         now = utc_timestamp()
         with self._lock:
+            if self._pg is not None:
+                self._pg.failed(name, error[:500], now)
+                return
             if self.path is not None:
                 with immediate(self._db()) as conn:
                     conn.execute(
@@ -417,6 +460,8 @@ class CursorStore:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+            if self._pg is not None:
+                self._pg.close()
 
 
 # -- the forwarder ----------------------------------------------------------------------------
@@ -494,24 +539,28 @@ class Forwarder:
         return records(self.ledger, [(int(s), bytes(b)) for s, b in rows])
 
     def step(self) -> Step:
-        """Send the next batch; the cursor advances only when the receiver accepted it."""
-        after = self.position()
-        batch = self._batch(after)
-        if not batch:
-            return Step(0, 0, after)
-        selected = [r for r in batch if self.config.matches(r.entry)]
-        if selected:
-            self.sender.send(selected)
-        last = batch[-1].seq
-        self.cursors.advance(self.config.name, last, len(selected))
-        return Step(len(batch), len(selected), last)
+        """Send the next batch; the cursor advances only when the receiver accepted it.
+        Nothing is done while another process forwards this forwarder (PostgreSQL)."""
+        with self.cursors.hold(self.config.name) as mine:
+            after = self.position()
+            if not mine:
+                return Step(0, 0, after)
+            batch = self._batch(after)
+            if not batch:
+                return Step(0, 0, after)
+            selected = [r for r in batch if self.config.matches(r.entry)]
+            if selected:
+                self.sender.send(selected)
+            last = batch[-1].seq
+            self.cursors.advance(self.config.name, last, len(selected))
+            return Step(len(batch), len(selected), last)
 
     def _failed(self, exc: Exception) -> str:
         message = str(exc) or type(exc).__name__
         log.warning("forwarder %s: %s", self.config.name, message)
         try:
             self.cursors.failed(self.config.name, message)
-        except (sqlite3.Error, OSError):
+        except (sqlite3.Error, OSError, StorageError):
             log.exception("forwarder %s: cannot record the failure", self.config.name)
         return message
 
@@ -528,7 +577,7 @@ class Forwarder:
         while not stop.is_set():
             try:
                 step = self.step()
-            except (DeliveryError, OSError, sqlite3.Error) as exc:
+            except (DeliveryError, OSError, sqlite3.Error, StorageError) as exc:
                 failures += 1
                 report.error = self._failed(exc)
                 if failures >= attempts:
@@ -646,7 +695,7 @@ def start_jobs(platform: Platform, stop: threading.Event) -> Jobs:
     forwarders configured in settings.json (a broken forwarder is logged, never fatal)."""
     ledger = platform.ledger
     jobs = Jobs()
-    if sqlite_path(ledger) is not None:
+    if index_supported(ledger):
         thread = threading.Thread(
             target=index_loop, args=(ledger, stop), name="audit-index", daemon=True
         )

@@ -12,7 +12,10 @@ FTS5 segments so that the erased tokens are gone from the index data too (SQLite
 whose payload is no longer readable is dropped from the results (see audit/search.py), so a
 search never returns erased text, even in the instant between an erasure and the next sweep.
 
-SQLite only: on PostgreSQL the text index and facets are not available (yet).
+This module holds SQLite's index (:class:`AuditIndex`) and what both backends share: query
+parsing, word folding, snippets. PostgreSQL's index, :class:`~chatledger.audit.pg_textindex.
+PgAuditIndex`, keeps the same tables in its own SQL (``tsvector`` and GIN) behind the same
+interface (:class:`TextIndex`); :func:`index_for` returns the one of the ledger's store.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -40,6 +43,7 @@ from chatledger.store import schema_audit
 from chatledger.store.sqlite_schema import _split
 
 log = logging.getLogger(__name__)
+
 
 TEXT_FIELDS: dict[str, str] = {
     "message.user": "text",
@@ -257,6 +261,36 @@ class IndexState:
         }
 
 
+class TextIndex(Protocol):
+    """What search, export and the background jobs use of an audit index, on either store."""
+
+    dialect: str
+
+    def state(self) -> IndexState: ...
+
+    def watermark(self) -> int: ...
+
+    def erasures_pending(self) -> bool: ...
+
+    def compact_pending(self) -> bool: ...
+
+    def text_query(self, q: str) -> str:
+        """A user's query as this index's search expression (the scanner's ``fts_query``)."""
+        ...
+
+    def snippets(self, q: str, seqs: Sequence[int]) -> dict[int, Match]: ...
+
+    def indexed_text(self, seqs: Iterable[int]) -> set[int]: ...
+
+    def catch_up(self, *, max_entries: int | None = None, budget_s: float | None = None) -> int: ...
+
+    def sweep(self) -> int: ...
+
+    def forget(self, seqs: Iterable[int]) -> int: ...
+
+    def compact(self, *, max_steps: int | None = None) -> bool: ...
+
+
 _STATE_TEXT = "text_next_seq"
 _STATE_ERASURE = "erasure_next_seq"
 _STATE_COMPACT = "compact_pending"
@@ -277,6 +311,8 @@ def _write_state(conn: sqlite3.Connection, name: str, value: int) -> None:
 
 class AuditIndex:
     """The text index and facets of one SQLite ledger. Thread-safe; one per ledger."""
+
+    dialect = "sqlite"
 
     def __init__(self, ledger: Ledger) -> None:
         path = sqlite_path(ledger)
@@ -320,6 +356,22 @@ class AuditIndex:
     def compact_pending(self) -> bool:
         return bool(read_state(self._reader(), _STATE_COMPACT))
 
+    def text_query(self, q: str) -> str:
+        """The query as an FTS5 expression."""
+        return to_fts_query(q)
+
+    def snippets(self, q: str, seqs: Sequence[int]) -> dict[int, Match]:
+        return snippets(self._reader(), q, seqs)
+
+    def indexed_text(self, seqs: Iterable[int]) -> set[int]:
+        """Which of these entries have text in the index."""
+        conn = self._reader()
+        return {
+            seq
+            for seq in set(seqs)
+            if conn.execute("SELECT 1 FROM audit_text WHERE rowid = ?", (seq,)).fetchone()
+        }
+
     # -- following the ledger ---------------------------------------------------------------
 
     def catch_up(self, *, max_entries: int | None = None, budget_s: float | None = None) -> int:
@@ -338,8 +390,8 @@ class AuditIndex:
                     break
                 step = BATCH if max_entries is None else min(BATCH, max_entries - done)
                 end = min(size, nxt + step)
+                done += end - nxt
                 nxt = self._index_range(conn, nxt, end)
-                done += step
             self._sweep(conn)
         return done
 
@@ -489,15 +541,29 @@ def _present_payloads(conn: sqlite3.Connection, seqs: Sequence[int]) -> set[int]
     return found
 
 
-_INDEXES: weakref.WeakKeyDictionary[Ledger, AuditIndex] = weakref.WeakKeyDictionary()
+_INDEXES: weakref.WeakKeyDictionary[Ledger, TextIndex] = weakref.WeakKeyDictionary()
 _INDEXES_LOCK = threading.Lock()
 
 
-def index_for(ledger: Ledger) -> AuditIndex:
-    """The audit index of this ledger (one per ledger object, so that callers share a lock)."""
+def index_supported(ledger: Ledger) -> bool:
+    """Whether the ledger's store has an audit index (SQLite and PostgreSQL do)."""
+    return getattr(ledger.store, "dialect", "") in ("sqlite", "postgresql")
+
+
+def index_for(ledger: Ledger) -> TextIndex:
+    """The audit index of this ledger (one per ledger object, so that callers share a lock):
+    FTS5 tables on SQLite, tsvector and GIN on PostgreSQL."""
     with _INDEXES_LOCK:
         index = _INDEXES.get(ledger)
         if index is None:
-            index = AuditIndex(ledger)
+            index = _open_index(ledger)
             _INDEXES[ledger] = index
         return index
+
+
+def _open_index(ledger: Ledger) -> TextIndex:
+    if getattr(ledger.store, "dialect", "") == "postgresql":
+        from chatledger.audit.pg_textindex import PgAuditIndex
+
+        return PgAuditIndex(ledger)
+    return AuditIndex(ledger)

@@ -274,8 +274,15 @@ def _retrieval_index(conn: Conn) -> None:
     PostgresIndex().create_schema(conn)
 
 
-# The same numbers as sqlite_schema.py. Not here yet, because its SQL is SQLite's own
-# (FTS5): 10, the audit search index. PostgreSQL's own: 14, partitioning (SQLite has none).
+def _audit_index(conn: Conn) -> None:
+    """The audit search index: :mod:`chatledger.store.pg_schema_audit` (tsvector, facets,
+    index state, forwarder cursors)."""
+    from chatledger.store import pg_schema_audit
+
+    pg_schema_audit.apply(conn)
+
+
+# The same numbers as sqlite_schema.py; PostgreSQL's own: 14, partitioning (SQLite has none).
 def _lean_payloads(conn: Conn) -> None:
     """Drop the index on payloads' random key_ref (see sqlite_schema.LEAN_PAYLOADS)."""
     conn.execute("DROP INDEX IF EXISTS ledger_payloads_key")
@@ -293,6 +300,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "ledger", _ledger_v1),
     Migration(2, "platform", _platform_v1),
     Migration(3, "retrieval index", _retrieval_index),
+    Migration(10, "audit", _audit_index),
     Migration(11, "privacy", _domain("schema_privacy")),
     Migration(12, "integrations", _domain("schema_integrations")),
     Migration(13, "lean payload index", _lean_payloads),

@@ -24,7 +24,7 @@ byte as it is hashed into the ledger (``entry``).
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -156,13 +156,9 @@ _AI_ROLES = {
 }
 
 
-def _user(actor: dict[str, Any]) -> dict[str, Any]:
-    """An OCSF user object of an actor (shared between events: treat it as read-only)."""
-    return _user_of(str(actor.get("type", "")), str(actor.get("id", "")), actor.get("role"))
-
-
 @functools.lru_cache(maxsize=65536)
 def _user_of(kind: str, ident: str, role: Any) -> dict[str, Any]:
+    """An OCSF user object of an actor."""
     if kind == "user":
         type_id, caption = (2, "Admin") if role in ("owner", "admin") else (1, "User")
     elif kind == "system":
@@ -182,59 +178,7 @@ def _target_user(entity: dict[str, Any]) -> dict[str, Any]:
     return {"uid": str(entity.get("id", "")), "type_id": 99, "type": kind.replace("_", " ").title()}
 
 
-def _resources(entity: dict[str, Any], attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    ident = entity["id"]
-    out = [{"uid": ident, "type": entity["type"]}]
-    conversation = attrs.get("conversation_id")
-    if conversation and conversation.__class__ is str and conversation != ident:
-        out.append({"uid": conversation, "type": "conversation"})
-    bot = attrs.get("chatbot_id")
-    if bot and bot.__class__ is str and bot != ident:
-        out.append({"uid": bot, "type": "chatbot"})
-    return out
-
-
 _SERVICE = {"name": PRODUCT}
-
-
-def _ai_fields(action: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The ``ai_operation`` profile: ``ai_model`` and ``message_context``."""
-    out: dict[str, Any] = {}
-    get = attrs.get
-    model = get("gen_ai.response.model") or get("gen_ai.request.model")
-    if model and model.__class__ is str:
-        provider = get("gen_ai.provider.name") or get("gen_ai.system")
-        out["ai_model"] = {
-            "name": model,
-            "ai_provider": provider if provider and provider.__class__ is str else "unknown",
-        }
-    context: dict[str, Any] = {}
-    conversation = get("gen_ai.conversation.id") or get("conversation_id")
-    if conversation and conversation.__class__ is str:
-        context["uid"] = conversation
-        context["name"] = conversation
-    role = _AI_ROLES.get(action)
-    if role is not None:
-        context["ai_role_id"], context["ai_role"] = role
-    prompt = get("gen_ai.usage.input_tokens")
-    completion = get("gen_ai.usage.output_tokens")
-    prompt = prompt if prompt.__class__ is int else None
-    completion = completion if completion.__class__ is int else None
-    if prompt is not None:
-        context["prompt_tokens"] = prompt
-    if completion is not None:
-        context["completion_tokens"] = completion
-        if prompt is not None:
-            context["total_tokens"] = prompt + completion
-    if context:
-        context["service"] = _SERVICE
-        out["message_context"] = context
-    return out
-
-
-@functools.lru_cache(maxsize=16)
-def _product(version: str) -> dict[str, Any]:
-    return {"name": PRODUCT, "vendor_name": VENDOR, "version": version}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -259,114 +203,302 @@ _STATUS = {
     "flagged": {"status_id": 1, "status": "Success", "status_detail": "flagged"},
 }
 
+# -- rendering ---------------------------------------------------------------------------------
+#
+# An event is written as JSON text assembled from pieces, not as a dict handed to orjson.
+# Most of an event depends only on its kind (action, outcome, severity) and the export's
+# context, yet building it as a dozen small dicts per entry, then serializing them all, was
+# most of the formatter's work in an export of a million entries (measured with callgrind:
+# about 72,000 instructions per event; assembled from cached pieces, about 45,000). Every
+# value is still serialized by orjson (``_json``; ``_members`` for the constant parts, once
+# per kind); what is written here is only the joining of serialized members with ``,`` inside
+# ``{}``, which no JSON library offers (``orjson.Fragment`` embeds a whole value, not
+# members). Members come in the order the dict-based version had, so the bytes are the same
+# as before; ``event`` parses a line back for the callers that want a dict.
 
-def event(record: ExportRecord, ctx: FormatContext) -> dict[str, Any]:
-    """The OCSF event of one ledger entry."""
+_json = orjson.dumps
+_json_cached = functools.lru_cache(maxsize=65536)(orjson.dumps)
+"""For strings that repeat from entry to entry (timestamps, conversation and chatbot ids)."""
+
+
+def _json_str(value: Any) -> bytes:
+    return _json_cached(value) if value.__class__ is str else _json(value)
+
+
+def _members(obj: dict[str, Any]) -> bytes:
+    """The members of a JSON object, serialized by orjson, without the braces."""
+    return orjson.dumps(obj)[1:-1]
+
+
+class _Kind(NamedTuple):
+    """The constant pieces of the events of one kind of entry."""
+
+    class_uid: int
+    lead: bytes
+    """From ``{`` to ``"time":``."""
+    after_time: bytes
+    """From the severity to the metadata's ``"uid":``."""
+    after_uid: bytes
+    """The event code, up to ``"sequence":``."""
+    log: bytes
+    """The log name member."""
+    status: bytes
+    """The status members (after ``actor``)."""
+    api: bytes
+    """API Activity: ``api`` up to the request's ``"uid":``."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _kind(
+    action: str,
+    outcome: str,
+    given: str | None,
+    category: str | None,
+    version: str,
+    log_name: str,
+) -> _Kind:
+    """The pieces of the events whose entries share these fields (``given`` is the entry's
+    ``attributes.severity`` when a string, ``category`` its category when a string)."""
+    static = _static(action)
+    class_uid = static["class_uid"]
+    severity_id = SEVERITY_ID[
+        severity_of(
+            {
+                "action": action,
+                "outcome": outcome,
+                "category": category,
+                "attributes": {"severity": given},
+            }
+        )
+    ]
+    after_time = (
+        b","
+        + _members(
+            {
+                "severity_id": severity_id,
+                "severity": SEVERITY_CAPTION[severity_id],
+                "message": f"{words(action)} ({outcome})",
+            }
+        )
+        + b',"metadata":{'
+        + _members({"version": OCSF_VERSION, "product": _product(version)})
+        + b',"uid":'
+    )
+    if class_uid == 2004:
+        status = b',"status_id":1,"status":"New","is_alert":true'
+    else:
+        found = _STATUS.get(outcome) or {
+            "status_id": 2,
+            "status": "Failure",
+            "status_detail": outcome,
+        }
+        status = b"," + _members(found)
+    api = b',"api":{' + _members({"operation": action, "service": _SERVICE}) + b',"request":{"uid":'
+    return _Kind(
+        class_uid,
+        b"{" + _members(static) + b',"time":',
+        after_time,
+        b"," + _members({"event_code": action}) + b',"sequence":',
+        b',"log_name":' + _json(log_name),
+        status,
+        api,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _product(version: str) -> dict[str, Any]:
+    return {"name": PRODUCT, "vendor_name": VENDOR, "version": version}
+
+
+@functools.lru_cache(maxsize=65536)
+def _actor(kind: str, ident: str, role: Any) -> bytes:
+    return b',"actor":{"user":' + _json(_user_of(kind, ident, role)) + b"}"
+
+
+def _resources(entity: dict[str, Any], attrs: dict[str, Any], ident: bytes) -> bytes:
+    """``resources``: the entity (``ident``, its id as JSON), then the conversation and the
+    chatbot when they are other than the entity."""
+    out = b',"resources":[{"uid":%b,"type":%b}' % (ident, _json_str(entity["type"]))
+    uid = entity["id"]
+    conversation = attrs.get("conversation_id")
+    if conversation and conversation.__class__ is str and conversation != uid:
+        out += b',{"uid":%b,"type":"conversation"}' % _json_cached(conversation)
+    bot = attrs.get("chatbot_id")
+    if bot and bot.__class__ is str and bot != uid:
+        out += b',{"uid":%b,"type":"chatbot"}' % _json_cached(bot)
+    return out + b"]"
+
+
+_AI_ROLE_MEMBERS = {
+    action: _members({"ai_role_id": role_id, "ai_role": role})
+    for action, (role_id, role) in _AI_ROLES.items()
+}
+_SERVICE_MEMBER = b'"service":' + orjson.dumps(_SERVICE)
+
+
+def _ai_fields(action: str, attrs: dict[str, Any]) -> bytes:
+    """The ``ai_operation`` profile: ``ai_model`` and ``message_context`` (empty when the
+    entry has neither)."""
+    get = attrs.get
+    model = get("gen_ai.response.model") or get("gen_ai.request.model")
+    if model and model.__class__ is str:
+        provider = get("gen_ai.provider.name") or get("gen_ai.system")
+        if not (provider and provider.__class__ is str):
+            provider = "unknown"
+        out = b',"ai_model":{"name":%b,"ai_provider":%b}' % (
+            _json_cached(model),
+            _json_cached(provider),
+        )
+    else:
+        out = b""
+    context: list[bytes] = []
+    conversation = get("gen_ai.conversation.id") or get("conversation_id")
+    if conversation and conversation.__class__ is str:
+        text = _json_cached(conversation)
+        context.append(b'"uid":%b,"name":%b' % (text, text))
+    role = _AI_ROLE_MEMBERS.get(action)
+    if role is not None:
+        context.append(role)
+    prompt = get("gen_ai.usage.input_tokens")
+    completion = get("gen_ai.usage.output_tokens")
+    if prompt.__class__ is int:
+        context.append(b'"prompt_tokens":%d' % prompt)
+    else:
+        prompt = None
+    if completion.__class__ is int:
+        context.append(b'"completion_tokens":%d' % completion)
+        if prompt is not None:
+            context.append(b'"total_tokens":%d' % (prompt + completion))
+    if context:
+        context.append(_SERVICE_MEMBER)
+        out += b',"message_context":{%b}' % b",".join(context)
+    return out
+
+
+def _finding(e: dict[str, Any], action: str, attrs: dict[str, Any], time_ms: int) -> bytes:
+    """``finding_info`` of a Detection Finding (few entries: a plain dict)."""
+    analytic: dict[str, Any] = {
+        "name": str(attrs.get("detector") or action),
+        "type_id": 1,
+        "type": "Rule",
+    }
+    version = attrs.get("detector_version")
+    if isinstance(version, str | int | float) and not isinstance(version, bool):
+        analytic["version"] = str(version)
+    finding: dict[str, Any] = {
+        "uid": e["id"],
+        "title": words(action).capitalize(),
+        "types": [action],
+        "analytic": analytic,
+        "created_time": time_ms,
+    }
+    reason = attrs.get("reason") or attrs.get("kind")
+    if isinstance(reason, str) and reason:
+        finding["desc"] = reason
+    return b',"finding_info":' + _json(finding)
+
+
+_PROFILES = b',"profiles":["ai_operation"]'
+
+
+def line(record: ExportRecord, ctx: FormatContext) -> bytes:
+    """The OCSF event of one ledger entry as one line of JSON (UTF-8, ending in a newline)."""
     e = record.entry
     action = e["action"]
-    outcome = e["outcome"]
     actor = e["actor"]
     entity = e["entity"]
     attrs = e["attributes"]
     ts = e["ts"]
-    entity_ref = {"uid": entity["id"], "type": entity["type"]}
     time_ms = epoch_ms(ts)
-    out = dict(_static(action))
-    class_uid = out["class_uid"]
-    severity_id = SEVERITY_ID[severity_of(e)]
-    metadata: dict[str, Any] = {
-        "version": OCSF_VERSION,
-        "product": _product(ctx.product_version),
-        "uid": e["id"],
-        "event_code": action,
-        "sequence": record.seq,
-        "original_time": ts,
-        "logged_time": time_ms,
-        "log_name": ctx.origin or "chatledger",
-    }
+    given = attrs.get("severity")
+    category = e.get("category")
+    kind = _kind(
+        action,
+        e["outcome"],
+        given if isinstance(given, str) else None,
+        category if isinstance(category, str) else None,
+        ctx.product_version,
+        ctx.origin or "chatledger",
+    )
+    class_uid = kind.class_uid
+    seq = record.seq
     conversation = attrs.get("conversation_id")
-    if conversation and isinstance(conversation, str):
-        metadata["correlation_uid"] = conversation
-    out["time"] = time_ms
-    out["severity_id"] = severity_id
-    out["severity"] = SEVERITY_CAPTION[severity_id]
-    out["message"] = f"{words(action)} ({outcome})"
-    out["metadata"] = metadata
-    out["actor"] = {"user": _user(actor)}
-    if class_uid == 2004:
-        analytic: dict[str, Any] = {
-            "name": str(attrs.get("detector") or action),
-            "type_id": 1,
-            "type": "Rule",
-        }
-        version = attrs.get("detector_version")
-        if isinstance(version, str | int | float) and not isinstance(version, bool):
-            analytic["version"] = str(version)
-        finding: dict[str, Any] = {
-            "uid": e["id"],
-            "title": words(action).capitalize(),
-            "types": [action],
-            "analytic": analytic,
-            "created_time": time_ms,
-        }
-        reason = attrs.get("reason") or attrs.get("kind")
-        if isinstance(reason, str) and reason:
-            finding["desc"] = reason
-        out["finding_info"] = finding
-        out["status_id"] = 1
-        out["status"] = "New"
-        out["is_alert"] = True
-        out["resources"] = _resources(entity, attrs)
+    if conversation and conversation.__class__ is str:
+        correlation = b',"correlation_uid":' + _json_cached(conversation)
+    else:
+        correlation = b""
+    actor_user = _actor(str(actor.get("type", "")), str(actor.get("id", "")), actor.get("role"))
+    if class_uid == 6003:  # most entries: messages, model calls, conversations
+        ident = _json(entity["id"])
+        ai = _ai_fields(action, attrs)
+        channel = attrs.get("channel")
+        tail = b'%b%b%b}},"src_endpoint":{"name":%b}%b%b' % (
+            kind.status,
+            kind.api,
+            ident,
+            _json_cached(channel) if channel and channel.__class__ is str else b'"chatledger"',
+            _resources(entity, attrs, ident),
+            ai,
+        )
+        if ai:
+            correlation += _PROFILES
+    elif class_uid == 2004:
+        tail = _finding(e, action, attrs, time_ms) + kind.status
+        tail += _resources(entity, attrs, _json(entity["id"]))
         score = attrs.get("score")
         if isinstance(score, int | float) and not isinstance(score, bool) and 0 <= score <= 1:
-            out["confidence_score"] = round(score * 100)
+            tail += b',"confidence_score":%d' % round(score * 100)
     else:
-        out.update(
-            _STATUS.get(outcome) or {"status_id": 2, "status": "Failure", "status_detail": outcome}
-        )
-        if class_uid == 6003:
-            out["api"] = {
-                "operation": action,
-                "service": _SERVICE,
-                "request": {"uid": entity["id"]},
-            }
-            channel = attrs.get("channel")
-            out["src_endpoint"] = {
-                "name": channel if channel and isinstance(channel, str) else "chatledger"
-            }
-            out["resources"] = _resources(entity, attrs)
-            ai = _ai_fields(action, attrs)
-            if ai:
-                out.update(ai)
-                metadata["profiles"] = ["ai_operation"]
-        elif class_uid == 3002:
-            out["user"] = out["actor"]["user"]
-            out["service"] = {"name": PRODUCT}
+        tail = kind.status
+        if class_uid == 3002:
+            user = _user_of(str(actor.get("type", "")), str(actor.get("id", "")), actor.get("role"))
+            tail += b',"user":%b,"service":%b' % (_json(user), _json(_SERVICE))
             method = attrs.get("method")
             if method and isinstance(method, str):
-                out["auth_protocol_id"] = 99
-                out["auth_protocol"] = method
+                tail += b',"auth_protocol_id":99,"auth_protocol":' + _json(method)
         elif class_uid == 3001:
-            out["user"] = _target_user(entity)
+            tail += b',"user":' + _json(_target_user(entity))
         elif class_uid == 3004:
-            out["entity"] = entity_ref
+            tail += b',"entity":' + _json({"uid": entity["id"], "type": entity["type"]})
         elif class_uid == 6001:
-            out["web_resources"] = [entity_ref]
+            tail += b',"web_resources":' + _json([{"uid": entity["id"], "type": entity["type"]}])
+    erasure = record.erasure_seq
     # The entry exactly as recorded (its canonical bytes, not re-encoded), so that a SIEM
     # keeps every field and can check the event against the ledger's proofs.
-    unmapped: dict[str, Any] = {
-        "seq": record.seq,
-        "payload_status": record.payload_status,
-        "entry": orjson.Fragment(record.body),
-    }
-    if record.erasure_seq is not None:
-        unmapped["erasure_seq"] = record.erasure_seq
-    out["unmapped"] = {"chatledger": unmapped}
+    return (
+        b'%b%d%b%b%b%d,"original_time":%b,"logged_time":%d%b%b}%b%b'
+        b',"unmapped":{"chatledger":{"seq":%d,"payload_status":%b,"entry":%b%b}}}\n'
+        % (
+            kind.lead,
+            time_ms,
+            kind.after_time,
+            _json(e["id"]),
+            kind.after_uid,
+            seq,
+            _json_str(ts),
+            time_ms,
+            kind.log,
+            correlation,
+            actor_user,
+            tail,
+            seq,
+            _json_cached(record.payload_status),
+            record.body,
+            b"" if erasure is None else b',"erasure_seq":%d' % erasure,
+        )
+    )
+
+
+def event(record: ExportRecord, ctx: FormatContext) -> dict[str, Any]:
+    """The OCSF event of one ledger entry, as a dict (the line, parsed back; the entry stays
+    its canonical bytes)."""
+    out: dict[str, Any] = orjson.loads(line(record, ctx))
+    out["unmapped"]["chatledger"]["entry"] = orjson.Fragment(record.body)
     return out
 
 
 def render(record: ExportRecord, ctx: FormatContext) -> str:
-    return orjson.dumps(event(record, ctx)).decode()
+    return line(record, ctx)[:-1].decode()
 
 
 FORMAT = Format(
@@ -374,5 +506,6 @@ FORMAT = Format(
     media_type="application/x-ndjson",
     extension="ocsf.jsonl",
     render=render,
+    render_line=line,
     description="OCSF 1.8.0 events (JSON Lines)",
 )
