@@ -204,9 +204,12 @@ def export_command(
         int,
         typer.Option(
             "--jobs",
-            help="Worker processes rendering a large export (worth it on idle cores).",
+            help="Worker processes rendering a large export (0: one per core, up to 4; "
+            "1: in this process).",
+            min=0,
+            max=32,
         ),
-    ] = 1,
+    ] = 0,
     data_dir: DataDir = None,
     database: DatabaseUrl = None,
     json: JsonFlag = False,
@@ -257,7 +260,7 @@ def export_command(
                 sys.stdout.buffer if tmp is None else stack.enter_context(open(tmp, "wb"))
             )
             with progress_bar(f"exporting {fmt.name}", enabled=not to_stdout) as update:
-                for chunk in exporter.chunks(workers=max(1, min(jobs, 32))):
+                for chunk in exporter.chunks(workers=jobs or None):
                     sink.write(chunk)
                     written += len(chunk)
                     update(exporter.last_seq or 0, exporter.upto)
