@@ -467,6 +467,9 @@ def test_batch_rendering_equals_rendering_each_record(ledger: Ledger, name: str)
     assert fmt.lines([], ctx) == b""
 
 
+@pytest.mark.sqlite_only(
+    reason="workers read seq ranges from the SQLite file; PostgreSQL exports in one process"
+)
 def test_parallel_export_equals_the_serial_one(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -407,6 +407,10 @@ def test_forwarders_are_read_from_settings(tmp_path: Path) -> None:
     assert not b.enabled and b.format == "jsonl"
 
 
+@pytest.mark.sqlite_only(
+    reason="file cursors beside a non-SQLite store; on PostgreSQL cursors are rows: "
+    "tests/postgres/test_pg_audit_search.py"
+)
 def test_cursor_files_when_the_store_is_not_sqlite(ledger: Ledger, tmp_path: Path) -> None:
     cursors = CursorStore(ledger, tmp_path)
     cursors.path = None  # as on PostgreSQL: cursors are files in the data directory

@@ -264,6 +264,7 @@ def test_index_follows_another_process_writing(ledger: Ledger, make_ledger: Any)
     assert len(search(ledger, Filters.parse(q="second")).items) == 5
 
 
+@pytest.mark.sqlite_only(reason="FTS5 segments; PostgreSQL: tests/postgres/test_pg_audit_search.py")
 def test_compaction_purges_erased_tokens_from_the_fts5_segments(ledger: Ledger) -> None:
     ledger.append(message(1, "My order 77 never arrived, I want a refund", subject="alice"))
     ledger.append(message(2, "Where is the refund policy?", subject="bob"))
