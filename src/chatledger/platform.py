@@ -48,12 +48,14 @@ class Platform:
             providers=providers,
         )
         from chatledger.api.abuse import AbuseControl, limits_from_settings
+        from chatledger.chat.erasure import install_on_ledger as install_erasure
         from chatledger.chat.guard_adapter import install_guard
         from chatledger.guard import RateLimiter
         from chatledger.privacy.holds import install as install_holds
 
         adapter = install_guard(platform)
         install_holds(platform)
+        install_erasure(ledger)
         platform.abuse = AbuseControl(
             ledger, RateLimiter(limits_from_settings(settings.rate_limits)), adapter.anomalies
         )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatledger.errors import InvalidInput
+from chatledger.events import Actor, Entity, Event
 from chatledger.ledger.canonical import canonical_json, canonical_json_checked, fast_path_ok
+from chatledger.ledger.entry import PreparedEvent, utc_timestamp
 
 json_scalars = (
     st.none() | st.booleans() | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1) | st.text()
@@ -120,3 +125,34 @@ def test_deep_nesting_is_refused() -> None:
         value = [value]
     with pytest.raises(InvalidInput, match="nested too deeply"):
         canonical_json(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attributes=st.dictionaries(st.text(max_size=8), json_with_floats, max_size=5),
+    payload=st.none() | st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    subject=st.none() | st.just("subj_" + "ab" * 20),
+    seq=st.integers(min_value=0, max_value=2**53 - 1),
+)
+def test_spliced_envelope_is_the_rfc8785_encoding_of_the_entry(
+    attributes: dict[str, Any], payload: dict[str, Any] | None, subject: str | None, seq: int
+) -> None:
+    """The writer splices seq, prev and ts into bytes prepared earlier: the result must be
+    exactly RFC 8785 of the whole entry, on the fast path and off it."""
+    event = Event(
+        "message.answer",
+        Actor("user", "u-1", "agent"),
+        Entity("message", "m-1"),
+        subject=None,
+        attributes=attributes,
+        payload=payload,
+    )
+    try:
+        prepared = PreparedEvent.prepare(event, subject, max_payload_bytes=1 << 20)
+    except InvalidInput:
+        return  # a value RFC 8785 refuses is refused before anything is spliced
+    ts = utc_timestamp()
+    prev = hashlib.sha256(str(seq).encode()).hexdigest()
+    body = prepared.canonical_envelope(seq, ts, prev)
+    assert body == rfc8785.dumps(prepared.envelope(seq, ts, prev))
+    assert orjson.loads(body)["seq"] == seq

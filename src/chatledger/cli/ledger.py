@@ -279,10 +279,12 @@ def erase_subject(
     json: JsonFlag = False,
 ) -> None:
     """Erase a data subject's personal content (refused under legal hold)."""
+    from chatledger.chat.erasure import install_on_ledger as install_erasure
     from chatledger.privacy.holds import install_on_ledger
 
     with opened_ledger(data_dir, database) as ledger:
-        install_on_ledger(ledger)  # legal holds refuse the erasure
+        install_on_ledger(ledger)
+        install_erasure(ledger)  # legal holds refuse the erasure
         receipt = ledger.erase_subject(subject, Actor("user", actor, "operator"), reason=reason)
         record = ledger.read(receipt.seq)
     attrs = record.entry.attributes

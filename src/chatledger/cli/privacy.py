@@ -256,10 +256,12 @@ def erase(
     json: JsonFlag = False,
 ) -> None:
     """Erase a data subject's personal content (GDPR art. 17); refused under legal hold."""
+    from chatledger.chat.erasure import install_on_ledger as install_erasure
     from chatledger.privacy.holds import install_on_ledger
 
     with opened_ledger(data_dir, database) as ledger:
         install_on_ledger(ledger)
+        install_erasure(ledger)
         receipt = ledger.erase_subject(subject, _actor(by), reason=reason)
         attrs = ledger.read(receipt.seq).entry.attributes
     result = {

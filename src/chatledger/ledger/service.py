@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 HoldCheck = Callable[[WorkContext, str], str | None]
 """Returns a description of the legal hold covering a subject, or None."""
+ErasureHook = Callable[[WorkContext, str], int]
+"""Removes a subject's identifiers from other tables in the erasure's transaction; returns
+how many rows it changed."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Ledger:
         self.verifier: NoteVerifier = signer.verifier()
         self.publisher = publisher or PublishQueue([])
         self.hold_check: HoldCheck | None = None
+        self.erasure_hooks: dict[str, ErasureHook] = {}
+        """Run by :meth:`erase_subject`, by table name (installing twice replaces)."""
         self._read_keys = KeyCache()
         self._writer = LedgerWriter(store, master, signer, config, self.publisher.submit)
 
@@ -302,6 +307,7 @@ class Ledger:
             keys = txn.erase_subject_keys(ref, utc_timestamp(), erasure_seq)
             seqs = txn.payload_seqs_for_subject(ref)
             txn.record_payload_erasures(seqs, erasure_seq, "subject_erasure", delete=True)
+            scrubbed = {name: hook(ctx, subject) for name, hook in self.erasure_hooks.items()}
             self._writer.forget_subject(ref)
             event = Event(
                 "privacy.subject_erased",
@@ -313,6 +319,7 @@ class Ledger:
                     "payloads_erased": len(seqs),
                     "first_seq": min(seqs) if seqs else None,
                     "last_seq": max(seqs) if seqs else None,
+                    "rows_scrubbed": scrubbed,
                 },
                 payload={"reason": reason} if reason else None,
             )

@@ -10,7 +10,6 @@ the ledger either.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import threading
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from chatledger.errors import StorageError
 
+_REF_CACHE_SIZE = 8192
 SYSTEM_KEY_REF = "system"
 """Key for payloads that belong to no data subject (configuration before/after, ...)."""
 
@@ -40,6 +40,7 @@ class MasterSecret:
         self._pseudonym_key = _derive(secret, b"chatledger subject pseudonym v1")
         self._wrap = AESGCM(_derive(secret, b"chatledger key wrapping v1"))
         self._entry_mac_key = _derive(secret, b"chatledger entry mac v1")
+        self._refs: dict[str, str] = {}
 
     @classmethod
     def load_or_create(cls, path: Path) -> MasterSecret:
@@ -63,8 +64,16 @@ class MasterSecret:
 
     def subject_ref(self, subject: str) -> str:
         """The keyed pseudonym under which a subject appears in ledger entries."""
-        mac = hmac.new(self._pseudonym_key, subject.encode(), hashlib.sha256).hexdigest()
-        return f"subj_{mac[:40]}"
+        # The same few subjects recur on every turn of their conversations; an HMAC costs
+        # more than the rest of an event's envelope. (Dict operations are atomic: no lock.)
+        ref = self._refs.get(subject)
+        if ref is None:
+            mac = hmac.digest(self._pseudonym_key, subject.encode(), "sha256").hex()
+            ref = f"subj_{mac[:40]}"
+            if len(self._refs) >= _REF_CACHE_SIZE:
+                self._refs.clear()
+            self._refs[subject] = ref
+        return ref
 
     def entry_mac(self, leaf_hash: bytes) -> bytes:
         """Authenticates an entry as written by this deployment (the key never enters the DB)."""
