@@ -148,7 +148,10 @@ def retention_run(
     rules = ", ".join(f"{k}: {v}" for k, v in data["by_rule"].items()) or "nothing due"
     held = f"; {data['held']} kept under legal hold" if data["held"] else ""
     recorded = f"; recorded as seq {', '.join(map(str, data['event_seqs']))}" if not dry_run else ""
-    print(f"{verb} {count} payloads ({rules}){held}{recorded}", file=sys.stderr)
+    documents = data["documents"]
+    blobs = documents["blobs"] if dry_run else documents["blobs_erased"]
+    content = f"; {blobs} document blobs of {documents['versions']} old versions" if blobs else ""
+    print(f"{verb} {count} payloads ({rules}){content}{held}{recorded}", file=sys.stderr)
 
 
 # -- holds -------------------------------------------------------------------------------------

@@ -36,6 +36,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from chatledger.documents.retention import (
+    MAX_LISTED,
+    DocumentExpiry,
+    erase_blobs,
+    plan_document_expiry,
+    versions_digest,
+)
 from chatledger.errors import InvalidInput, NotFound
 from chatledger.events import Actor, Category, Entity, Event
 from chatledger.ledger.entry import utc_timestamp
@@ -52,9 +59,11 @@ log = logging.getLogger(__name__)
 GLOBAL = "*"
 WORKSPACE_PREFIX = "ws:"
 IP_RULE = "ip"
+DOCUMENTS_RULE = "documents"
 RULES: dict[str, str] = {
     **{c.value: f"payloads of {c.value} events" for c in Category},
     IP_RULE: "payloads carrying a visitor IP address (access, security, conversation events)",
+    DOCUMENTS_RULE: "content of document versions, from when they were replaced or deleted",
 }
 DEFAULT_DAYS: dict[str, int | None] = {
     "security": 2192,  # 6 years
@@ -62,6 +71,7 @@ DEFAULT_DAYS: dict[str, int | None] = {
     "message": 365,  # transcripts: 1 year
     "conversation": 365,
     IP_RULE: 30,
+    DOCUMENTS_RULE: None,  # see chatledger.documents.retention
 }
 IP_CATEGORIES = frozenset({"access", "security", "conversation"})
 MAX_DAYS = 36_500
@@ -183,8 +193,13 @@ class Policies:
         )
 
     def shortest_days(self) -> int | None:
-        values = [p.days for p in self.overrides.values() if p.days is not None]
-        values += [d for d in DEFAULT_DAYS.values() if d is not None]
+        """The shortest time any payload rule keeps anything (documents are not payloads)."""
+        values = [
+            p.days
+            for p in self.overrides.values()
+            if p.days is not None and p.rule != DOCUMENTS_RULE
+        ]
+        values += [d for r, d in DEFAULT_DAYS.items() if d is not None and r != DOCUMENTS_RULE]
         return min(values) if values else None
 
 
@@ -351,6 +366,9 @@ class ExpiryReport:
     """Payloads past their time but kept under legal hold, by hold id."""
     event_seqs: list[int] = field(default_factory=list)
     erased: int = 0
+    documents: DocumentExpiry = field(default_factory=DocumentExpiry)
+    """Document versions whose content is due (see chatledger.documents.retention)."""
+    blobs_erased: int = 0
 
     def by_rule(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -372,6 +390,7 @@ class ExpiryReport:
             "event_seqs": self.event_seqs,
             "items": [c.to_json() for c in items],
             "items_truncated": len(items) < len(self.expired),
+            "documents": self.documents.to_json(limit=limit) | {"blobs_erased": self.blobs_erased},
         }
 
 
@@ -478,7 +497,22 @@ def plan_expiry(
             report.held[hold] = report.held.get(hold, 0) + 1
             continue
         report.expired.append(due)
+    report.documents = _plan_documents(planner, ledger.store.query, planner.holds, workspace_id)
     return report
+
+
+def _plan_documents(
+    planner: _Planner, query: Query, holds: ActiveHolds, workspace_id: str | None
+) -> DocumentExpiry:
+    def cutoff(chatbot_id: str) -> tuple[str, int] | None:
+        moment = planner.cutoff(DOCUMENTS_RULE, chatbot_id)
+        days = planner.policies.days(DOCUMENTS_RULE, chatbot_id)
+        return None if moment is None or days is None else (moment, days)
+
+    chatbots = None
+    if workspace_id is not None:
+        chatbots = {c for c, w in planner.policies.workspace_of.items() if w == workspace_id}
+    return plan_document_expiry(query, cutoff, holds, chatbot_ids=chatbots)
 
 
 def _seqs_digest(seqs: Sequence[int]) -> str:
@@ -574,11 +608,59 @@ def run_expiry(
         report.expired.extend(erased)
         report.erased += len(erased)
         report.event_seqs.extend(r.seq for r in receipts)
-    if report.erased:
+    if report.documents.due:
+        _erase_documents(ledger, actor, report, workspace_id, now)
+    if report.erased or report.blobs_erased:
         purge = getattr(ledger.store, "checkpoint_wal", None)
         if callable(purge):
             purge()
     return report
+
+
+def _erase_documents(
+    ledger: Ledger,
+    actor: Actor,
+    report: ExpiryReport,
+    workspace_id: str | None,
+    now: datetime | None,
+) -> None:
+    """Erase the content of the document versions due, in one transaction that plans again
+    (holds placed since the plan count) and records a ``privacy.retention_expired`` event."""
+    moment = now or datetime.now(UTC)
+    planner = _Planner(ledger, moment, ActiveHolds())
+
+    def work(ctx: WorkContext) -> tuple[tuple[DocumentExpiry, int], list[Event]]:
+        execute = ctx.txn.execute
+        plan = _plan_documents(planner, execute, active_holds(execute), workspace_id)
+        erased = erase_blobs(execute, plan.blobs(), utc_timestamp())
+        listed = plan.due[:MAX_LISTED]
+        event = Event(
+            "privacy.retention_expired",
+            actor,
+            Entity("retention_run", report.run_id),
+            attributes={
+                "run_id": report.run_id,
+                "as_of": report.now,
+                "rule": DOCUMENTS_RULE,
+                "document_versions": len(plan.due),
+                "blobs_erased": erased,
+                "bytes_erased": sum(v.size for v in plan.due),
+                "versions": [
+                    {"document_id": v.document_id, "version": v.version, "days": v.days}
+                    for v in listed
+                ],
+                "versions_listed": len(listed),
+                "versions_sha256": versions_digest(plan.due),
+                "held_skipped": sum(plan.held.values()),
+                **({"workspace_id": workspace_id} if workspace_id else {}),
+            },
+        )
+        return (plan, erased), [event]
+
+    (plan, erased), receipts = ledger.transact(work)
+    report.documents = plan
+    report.blobs_erased = erased
+    report.event_seqs.extend(r.seq for r in receipts)
 
 
 # -- the job in the server --------------------------------------------------------------------
