@@ -50,14 +50,16 @@ class Platform:
         from chatledger.api.abuse import AbuseControl, limits_from_settings
         from chatledger.chat.erasure import install_on_ledger as install_erasure
         from chatledger.chat.guard_adapter import install_guard
-        from chatledger.guard import RateLimiter
+        from chatledger.guard.shared_limits import shared_limiter
         from chatledger.privacy.holds import install as install_holds
 
         adapter = install_guard(platform)
         install_holds(platform)
         install_erasure(ledger)
         platform.abuse = AbuseControl(
-            ledger, RateLimiter(limits_from_settings(settings.rate_limits)), adapter.anomalies
+            ledger,
+            shared_limiter(ledger.store, limits_from_settings(settings.rate_limits)),
+            adapter.anomalies,
         )
         return platform
 
@@ -91,4 +93,6 @@ class Platform:
     def close(self) -> None:
         self._stop.set()
         self.providers.close()
+        if self.abuse is not None:
+            self.abuse.limiter.close()
         self.ledger.close()

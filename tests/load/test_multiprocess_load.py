@@ -29,11 +29,14 @@ SERVERS = 4
 CLIENTS = 100
 
 
-def prepare(data_dir: Path, database: str | None) -> tuple[str, str, str | None]:
+def prepare(
+    data_dir: Path, database: str | None, limits: dict[str, list[float]] | None = None
+) -> tuple[str, str, str | None]:
     """A workspace, an admin key, a chatbot with a document; returns the key, the chatbot and
     the database URL the settings chose (the given one, or the test backend's)."""
     settings = Settings.load(data_dir, database_url=database)
     settings.rate_limits = {k: [10_000_000, 60] for k in ("ip", "visitor", "session", "api_key")}
+    settings.rate_limits.update(limits or {})
     settings.save()
     platform = Platform.open(settings)
     try:
@@ -55,10 +58,15 @@ def prepare(data_dir: Path, database: str | None) -> tuple[str, str, str | None]
 
 @contextmanager
 def running_servers(
-    tmp_path: Path, database: str | None, *, servers: int = SERVERS, workers: int = 1
+    tmp_path: Path,
+    database: str | None,
+    *,
+    servers: int = SERVERS,
+    workers: int = 1,
+    limits: dict[str, list[float]] | None = None,
 ) -> Iterator[tuple[list[str], str, str, Path, str | None]]:
     data_dir = tmp_path / "data"
-    key, bot, database = prepare(data_dir, database)
+    key, bot, database = prepare(data_dir, database, limits)
     procs = []
     urls = []
     env = {**os.environ, "CHATLEDGER_DATA_DIR": str(data_dir)}
@@ -108,6 +116,21 @@ def test_one_server_with_two_workers(tmp_path: Path) -> None:
     """`serve --workers 2`: two processes behind one port, one ledger."""
     with running_servers(tmp_path, None, servers=1, workers=2) as servers:
         run_load(servers, duration=5.0, clients=20)
+
+
+def test_workers_share_one_rate_limit(tmp_path: Path) -> None:
+    """Each request on a new connection, so the two workers share the load; together they
+    grant the key its limit once, not once each."""
+    limits = {"api_key": [12.0, 3600.0]}
+    with running_servers(tmp_path, None, servers=1, workers=2, limits=limits) as servers:
+        (url,), key, _, _, _ = servers
+        codes = [
+            httpx.get(
+                f"{url}/api/v1/chatbots", headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ).status_code
+            for _ in range(30)
+        ]
+    assert codes.count(200) == 12 and codes.count(429) == 18, codes
 
 
 def test_serve_reports_a_port_in_use(tmp_path: Path, pytestconfig: pytest.Config) -> None:

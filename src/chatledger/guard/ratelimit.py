@@ -7,7 +7,8 @@ Kinds are the identities a request can be charged to: ``ip``, ``visitor``, ``ses
 
 A full bucket is the same as no bucket, so idle keys are dropped as they refill (and the
 least recently used ones once ``max_keys`` is reached): memory stays bounded under a flood
-of distinct keys. One process only; a multi-process deployment needs a shared store.
+of distinct keys. One process only: the platform uses
+:class:`~chatledger.guard.shared_limits.SharedRateLimiter`, whose buckets every process shares.
 """
 
 from __future__ import annotations
@@ -167,6 +168,9 @@ class RateLimiter:
     def __len__(self) -> int:
         with self._lock:
             return len(self._buckets)
+
+    def close(self) -> None:
+        """Release what the limiter holds (nothing, in memory)."""
 
     def _make_room(self, now: float) -> None:
         """Before adding a key: drop refilled buckets, then the least recently used."""
