@@ -102,6 +102,7 @@ ACTIONS: dict[str, Category] = {
 }
 
 ACTOR_TYPES = frozenset({"user", "api_key", "system", "anonymous", "service"})
+_OUTCOMES = frozenset(o.value for o in Outcome)
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_][a-z0-9_-]*)+$")
 _MAX_ID = 200
 
@@ -128,6 +129,9 @@ def category_of(action: str) -> Category:
 
 
 def _ident(value: Any, what: str, *, optional: bool = False) -> str | None:
+    # The common case first: short printable ASCII (no control characters, encodes as is).
+    if type(value) is str and 0 < len(value) <= _MAX_ID and value.isascii() and value.isprintable():
+        return value
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value or len(value) > _MAX_ID:
@@ -217,7 +221,7 @@ class Event:
         category_of(self.action)
         if not isinstance(self.actor, Actor) or not isinstance(self.entity, Entity):
             raise InvalidInput("actor and entity must be given")
-        if self.outcome not in Outcome.__members__.values():
+        if not isinstance(self.outcome, str) or self.outcome not in _OUTCOMES:
             raise InvalidInput(
                 f"outcome must be one of {', '.join(o.value for o in Outcome)}",
                 details={"outcome": str(self.outcome)[:50]},
