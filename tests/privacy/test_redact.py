@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +118,8 @@ def test_secret_keys_and_nested_values_are_replaced_in_a_copy() -> None:
     assert out["nested"] == [{"note": "[REDACTED:pair]"}]
     assert out["keep"] == "model"
     assert value["api_key"] == "abc"  # the input is left alone
+
+
+@pytest.mark.parametrize("text", ["pwd=abcd", "PWD=Bearer ", "token:wxyz"])
+def test_the_shortest_secrets_are_redacted(text: str) -> None:
+    assert _redact_text(text) == reference(text) != text

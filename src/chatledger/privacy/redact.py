@@ -49,6 +49,8 @@ _TRIGGERS = (
     "api",
     "token",
 )
+_SHORTEST_SECRET = 8
+"""No match is shorter: ``pwd=`` and four characters."""
 # Case-insensitive matching in ``re`` also lets U+0131 (dotless i) stand for "i"; casefold
 # leaves it as is, so the prefilter maps it (one character for one: positions still agree).
 _DOTLESS_I = str.maketrans({"\u0131": "i"})
@@ -76,7 +78,7 @@ def _trigger_starts(folded: str) -> list[int]:
 
 def _redact_text(text: str) -> str:
     """``_SECRET_VALUE_RE.sub`` with the same result, trying the pattern only at triggers."""
-    if len(text) < 12:
+    if len(text) < _SHORTEST_SECRET:
         return text
     if text.isascii():  # (a constant-time flag in CPython) ASCII folds as lower() does
         folded = text.lower()
@@ -121,7 +123,7 @@ def redact(value: Any) -> Any:
             if isinstance(key, str) and _secret_key(key) and item not in (None, ""):
                 clean: Any = REDACTED
             elif type(item) is str:
-                clean = _redact_text(item) if len(item) >= 12 else item
+                clean = _redact_text(item) if len(item) >= _SHORTEST_SECRET else item
             elif item is None or type(item) in _SCALARS:
                 clean = item
             else:
