@@ -76,6 +76,16 @@ def verify(
         Path | None,
         typer.Option(help="A checkpoint held elsewhere that the ledger must extend."),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            help="Processes verifying a large ledger, this one included (0: one per core; "
+            "1: this one alone). The report is the same either way.",
+            min=0,
+            max=64,
+        ),
+    ] = 0,
     data_dir: DataDir = None,
     database: DatabaseUrl = None,
     json: JsonFlag = False,
@@ -84,7 +94,7 @@ def verify(
     external = checkpoint.read_text(encoding="utf-8") if checkpoint else None
     with opened_ledger(data_dir, database) as ledger:
         with progress_bar("verifying") as progress:
-            report = ledger.verify(external_checkpoint=external, progress=progress)
+            report = ledger.verify(external_checkpoint=external, progress=progress, jobs=jobs)
         _record_verification(ledger, report.ok, report.to_json())
     if json:
         print_json(report.to_json())

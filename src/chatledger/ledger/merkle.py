@@ -172,6 +172,24 @@ class CompactRange:
         self._hashes.append(h)
         self.size += 1 << level
 
+    def append_subtree_nodes(self, level: int, digest: bytes) -> list[tuple[int, int, bytes]]:
+        """:meth:`append_subtree`, returning the perfect subtrees it completes as ``(level,
+        index, hash)``, lowest first (as :meth:`append` does for one leaf)."""
+        if self.size & ((1 << level) - 1):
+            raise ValueError(f"a subtree of level {level} cannot start at {self.size}")
+        completed: list[tuple[int, int, bytes]] = []
+        h = digest
+        index = self.size >> level
+        height = level
+        while index & 1:
+            h = node_hash(self._hashes.pop(), h)
+            index >>= 1
+            height += 1
+            completed.append((height, index, h))
+        self._hashes.append(h)
+        self.size += 1 << level
+        return completed
+
     def root(self) -> bytes:
         if not self._hashes:
             return EMPTY_ROOT
@@ -182,6 +200,33 @@ class CompactRange:
 
     def copy(self) -> CompactRange:
         return CompactRange(self.size, self._hashes)
+
+
+def subtree_levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every perfect subtree over ``leaves``, level by level: ``levels[0]`` is the leaves and
+    ``levels[l][i]`` the hash of leaves ``[i << l, (i + 1) << l)``. For leaves that start at a
+    multiple of ``2**(len(levels) - 1)`` these are exactly the tree's stored nodes among them.
+    One pass per level over a list is several times faster than :meth:`CompactRange.append`
+    per leaf."""
+    sha256 = hashlib.sha256
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        pairs = zip(below[::2], below[1::2], strict=False)  # an odd last hash waits
+        levels.append([sha256(NODE_PREFIX + a + b).digest() for a, b in pairs])
+    return levels
+
+
+def prefix_subtrees(levels: Sequence[Sequence[bytes]], count: int) -> list[tuple[int, bytes]]:
+    """The perfect subtrees ``(level, hash)`` that make up the first ``count`` leaves of
+    :func:`subtree_levels` output, largest first (the compact range of that prefix)."""
+    out: list[tuple[int, bytes]] = []
+    pos = 0
+    for level in range(count.bit_length() - 1, -1, -1):
+        if count >> level & 1:
+            out.append((level, levels[level][pos >> level]))
+            pos += 1 << level
+    return out
 
 
 def frontier_keys(size: int) -> list[NodeKey]:

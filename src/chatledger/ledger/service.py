@@ -16,7 +16,7 @@ from chatledger.ledger import merkle
 from chatledger.ledger.entry import Entry, utc_timestamp
 from chatledger.ledger.note import NoteSigner, NoteVerifier
 from chatledger.ledger.publish import PublishQueue
-from chatledger.ledger.verify import Progress, VerifyReport, verify_store
+from chatledger.ledger.verify import Progress, Tuning, VerifyReport, verify_store
 from chatledger.ledger.writer import LedgerWriter, Receipt, WorkContext, WorkFn, WriterConfig
 from chatledger.privacy.keys import KeyCache, MasterSecret
 from chatledger.privacy.payloads import open_payload
@@ -274,8 +274,15 @@ class Ledger:
     # -- verification ---------------------------------------------------------------------
 
     def verify(
-        self, *, external_checkpoint: str | None = None, progress: Progress | None = None
+        self,
+        *,
+        external_checkpoint: str | None = None,
+        progress: Progress | None = None,
+        jobs: int = 0,
+        tuning: Tuning | None = None,
     ) -> VerifyReport:
+        """Verify the whole ledger; a large one in ``jobs`` processes, this one included
+        (0: one per CPU, 1: this one alone), with the same report either way."""
         return verify_store(
             self.store,
             self.verifier,
@@ -283,6 +290,8 @@ class Ledger:
             master=self._master,
             external_checkpoint=external_checkpoint,
             progress=progress,
+            jobs=jobs,
+            tuning=tuning,
         )
 
     # -- erasure --------------------------------------------------------------------------

@@ -2,20 +2,31 @@
 
 Checks, in one pass in seq order: (1) no entry is missing, inserted or reordered; (2) each
 entry's hash matches the hash recorded when it was written and the hash its successor links
-to; (3) the columns that search uses agree with the hashed body; (4) the stored tree nodes
-(used for proofs) agree with the entries; (5) every payload matches the digest its entry
-commits to, or was removed by a recorded erasure. Then (6) every stored checkpoint and any
-checkpoint held elsewhere is correctly signed and matches the recomputed tree: a log shorter
-than a checkpoint was truncated or rolled back.
+to; (3) the columns that search uses agree with the hashed body; (4) the entry carries this
+deployment's authentication code; (5) the stored tree nodes (used for proofs) agree with the
+entries; (6) every payload matches the digest its entry commits to, or was removed by a
+recorded erasure. Then (7) every stored checkpoint and any checkpoint held elsewhere is
+correctly signed and matches the recomputed tree: a log shorter than a checkpoint was
+truncated or rolled back.
 
 It reports the first bad entry by seq and a stable reason code.
+
+The scan is cut into ranges of seqs aligned to powers of two (:class:`RangeCheck`): a
+range's entries, payloads and stored nodes can be checked on their own, given the two leaf
+hashes before it, and yield the hashes of the range's complete subtrees. A small ledger is
+one range checked here; a large one is checked by worker processes
+(:mod:`chatledger.ledger.verify_parallel`) and the ranges' results merged in seq order
+(:class:`Merge`), which gives the same report as the single range.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import os
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -27,11 +38,39 @@ from chatledger.ledger.entry import ENTRY_VERSION, GENESIS_PREV
 from chatledger.ledger.note import NoteVerifier, open_checkpoint
 from chatledger.privacy.keys import MasterSecret
 from chatledger.privacy.payloads import check_payload
-from chatledger.store.base import EntryRow, ErasureRow, PayloadRow, Store
+from chatledger.store.base import CheckpointRow, ErasureRow, Store
 
 Progress = Callable[[int, int], None]
-_BATCH = 5000
+BATCH = 4096
+"""Entries per read and per comparison of stored nodes: a power of two, so that the batches
+of a range aligned to a larger power of two are the batches of a scan from 0."""
+PARALLEL_MIN = 100_000
+"""Below this many entries, starting worker processes costs more than it saves: 0.5 to 2 s
+(see :mod:`chatledger.ledger.verify_parallel`), against some 15 us per entry saved by a
+second core."""
 _MAX_PROBLEMS = 50
+_LEAF_PREFIX = merkle.LEAF_PREFIX
+
+Problem = tuple[str, str, int | None, dict[str, Any]]
+"""message, reason, seq, details: an :class:`IntegrityError` as plain (picklable) data."""
+
+KeyMaterial = tuple[bytes | BaseException | None, str]
+"""A subject key unwrapped (None: destroyed; the exception unwrapping raised) and the
+subject it belongs to."""
+
+# Entry tuples (Store.entry_batches) in EntryRow's field order.
+_SEQ, _BODY, _LEAF, _MAC = 0, 11, 12, 13
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the work is cut; the report does not depend on it (tests force small values)."""
+
+    batch: int = BATCH
+    parallel_min: int = PARALLEL_MIN
+    range_size: int | None = None
+    """Entries per worker task (a power of two, a multiple of ``batch``); None: about four
+    tasks per worker."""
 
 
 @dataclass
@@ -77,62 +116,153 @@ class _Problems:
         if len(self.items) < _MAX_PROBLEMS:
             self.items.append(IntegrityError(message, reason=reason, seq=seq, details=details))
 
+    def extend(self, found: Sequence[Problem]) -> None:
+        for message, reason, seq, details in found:
+            self.add(message, reason, seq, **details)
 
-class _PayloadChecker:
-    def __init__(self, store: Store, master: MasterSecret | None) -> None:
+
+# -- secrets --------------------------------------------------------------------------------
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+_PROBE = bytes(range(32))
+
+
+class EntryMac:
+    """HMAC-SHA256 (RFC 2104) under the entry MAC key, with the padded key's hash states
+    computed once: ``hmac.digest`` sets up an OpenSSL MAC context per call, which costs more
+    than twice the hashing."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def __call__(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+def entry_mac_key(master: MasterSecret) -> bytes | None:
+    """The derived entry MAC key, if it gives ``master.entry_mac``'s codes (checked on a
+    probe, so that a change in how entries are authenticated cannot go unseen here)."""
+    key = master.entry_mac_key
+    if EntryMac(key)(_PROBE) == master.entry_mac(_PROBE):
+        return key
+    return None
+
+
+def subject_key_table(store: Store, master: MasterSecret | None) -> dict[str, KeyMaterial]:
+    """Every subject key, unwrapped, for checkers that cannot reach the master secret (one
+    small row per data subject, sent once to each worker). A key that fails to unwrap keeps
+    its exception: raised where a payload needs it, as the single-process scan does."""
+    table: dict[str, KeyMaterial] = {}
+    for row in store.subject_keys():
+        material: bytes | BaseException | None = None
+        if row.wrapped is not None and master is not None:
+            try:
+                material = master.unwrap(row.key_ref, row.wrapped)
+            except Exception as exc:  # re-raised where a payload needs the key
+                material = exc
+        table[row.key_ref] = (material, row.subject_ref)
+    return table
+
+
+# -- one range ------------------------------------------------------------------------------
+
+
+class PayloadChecker:
+    """Payloads against their entries' digests. Keys come from the store (unwrapped with
+    ``master``) or, in a worker process, from a table the parent unwrapped."""
+
+    def __init__(
+        self,
+        store: Store,
+        master: MasterSecret | None,
+        erased: Collection[int],
+        table: dict[str, KeyMaterial] | None = None,
+        *,
+        keys_known: bool | None = None,
+    ) -> None:
         self.store = store
         self.master = master
-        self.erasures: dict[int, ErasureRow] = store.payload_erasures()
+        self.erased_seqs = erased
+        self.table = table
+        self.keys_known = master is not None if keys_known is None else keys_known
+        """Whether the master secret was at hand (only then is a destroyed key a finding)."""
         self._keys: dict[str, tuple[AESGCM | None, str | None]] = {}
         self.checked = 0
         self.erased = 0
+
+    def _material(self, key_ref: str) -> tuple[bytes | None, str | None]:
+        if self.table is not None:
+            found = self.table.get(key_ref)
+            if found is None:
+                return None, None
+            if isinstance(found[0], BaseException):
+                raise found[0]
+            return found[0], found[1]
+        row = self.store.subject_key(key_ref)
+        if row is None:
+            return None, None
+        if row.wrapped is None or self.master is None:
+            return None, row.subject_ref
+        return self.master.unwrap(key_ref, row.wrapped), row.subject_ref
 
     def key(self, key_ref: str) -> tuple[AESGCM | None, str | None]:
         """The key (None if destroyed) and the subject it belongs to (None if unknown)."""
         found = self._keys.get(key_ref)
         if found is None:
-            row = self.store.subject_key(key_ref)
-            if row is None:
-                found = (None, None)
-            elif row.wrapped is None or self.master is None:
-                found = (None, row.subject_ref)
-            else:
-                found = (AESGCM(self.master.unwrap(key_ref, row.wrapped)), row.subject_ref)
+            raw, subject_ref = self._material(key_ref)
+            found = (AESGCM(raw) if raw is not None else None, subject_ref)
             self._keys[key_ref] = found
         return found
 
-    def check(self, entry: _Parsed, payload: PayloadRow | None, problems: _Problems) -> None:
+    def check(
+        self, entry: _Parsed, payload: tuple[Any, ...] | None, problems: list[Problem]
+    ) -> None:
         seq = entry.seq
         if entry.payload_digest is None:
             if payload is not None:
-                problems.add(
+                _add(
+                    problems,
                     "a payload is stored for an entry that commits to none",
                     "unexpected_payload",
                     seq,
                 )
             return
         if payload is None:
-            if seq in self.erasures:
+            if seq in self.erased_seqs:
                 self.erased += 1
                 return
-            problems.add(
+            _add(
+                problems,
                 "the entry's payload is gone and no erasure records its removal",
                 "payload_missing",
                 seq,
             )
             return
-        aead, subject_ref = self.key(payload.key_ref)
+        aead, subject_ref = self.key(payload[1])
         if subject_ref is None:
-            problems.add("the payload's key is unknown", "payload_key_missing", seq)
+            _add(problems, "the payload's key is unknown", "payload_key_missing", seq)
             return
         if subject_ref != (entry.subject or "system"):
-            problems.add(
-                "the payload is sealed under another subject's key", "payload_wrong_key", seq
+            _add(
+                problems,
+                "the payload is sealed under another subject's key",
+                "payload_wrong_key",
+                seq,
             )
             return
         if aead is None:
-            if self.master is not None and seq not in self.erasures:
-                problems.add(
+            if self.keys_known and seq not in self.erased_seqs:
+                _add(
+                    problems,
                     "the payload's key was destroyed without a recorded erasure",
                     "payload_key_destroyed",
                     seq,
@@ -140,149 +270,255 @@ class _PayloadChecker:
             self.erased += 1
             return
         try:
-            check_payload(aead, payload.nonce, payload.ciphertext, entry.payload_digest, seq)
+            check_payload(aead, payload[2], payload[3], entry.payload_digest, seq)
         except IntegrityError as exc:
-            problems.add(exc.message, exc.reason, seq)
+            _add(problems, exc.message, exc.reason, seq)
             return
         self.checked += 1
 
 
-def verify_store(
-    store: Store,
-    verifier: NoteVerifier,
-    origin: str,
-    *,
-    master: MasterSecret | None = None,
-    external_checkpoint: str | None = None,
-    progress: Progress | None = None,
-    check_payloads: bool = True,
-) -> VerifyReport:
-    problems = _Problems()
-    size = store.size()
-    checkpoints = store.checkpoints()
-    wanted_roots = {c.size for c in checkpoints}
-    external = None
-    if external_checkpoint is not None:
-        try:
-            external = open_checkpoint(external_checkpoint, verifier, origin)
-            wanted_roots.add(external.size)
-        except ChatLedgerError as exc:
-            reason = getattr(exc, "reason", "bad_checkpoint")
-            problems.add(f"the checkpoint held elsewhere is invalid: {exc.message}", reason)
-    roots: dict[int, bytes] = {}
-    frontier = merkle.CompactRange()
-    payload_checker = _PayloadChecker(store, master) if check_payloads else None
-    privacy_seqs: set[int] = set()
+def _add(
+    problems: list[Problem], message: str, reason: str, seq: int | None, **details: Any
+) -> None:
+    if len(problems) < _MAX_PROBLEMS:
+        problems.append((message, reason, seq, details))
 
-    expected = 0
-    prev_leaf: bytes | None = None
-    prev2_leaf: bytes | None = None
-    rows = store.entries(0, size, batch=_BATCH)
-    payload_iter = store.payloads(0, size) if payload_checker else iter(())
-    next_payload = next(payload_iter, None)
-    batch_nodes: dict[merkle.NodeKey, bytes] = {}
-    for row in rows:
-        if row.seq != expected:
-            problems.add(
-                f"entry {expected} is missing (the next stored entry is {row.seq})",
-                "entry_missing",
-                expected,
-            )
-            break
-        row = _normalised(row)
-        leaf = merkle.leaf_hash(row.body)
-        entry = _check_entry(row, leaf, prev_leaf, prev2_leaf, problems)
-        if entry is None:
-            break
-        if master is not None and not hmac.compare_digest(bytes(row.mac), master.entry_mac(leaf)):
-            problems.add(
-                f"entry {row.seq} was not written by this ledger: its authentication code is "
-                "wrong (a forged or re-hashed entry)",
-                "entry_forged",
-                row.seq,
-            )
-        if entry.category == "privacy":
-            privacy_seqs.add(entry.seq)
-        if payload_checker is not None:
-            while next_payload is not None and next_payload.seq < row.seq:
-                problems.add("a payload is stored for no entry", "orphan_payload", next_payload.seq)
-                next_payload = next(payload_iter, None)
-            current = next_payload if next_payload and next_payload.seq == row.seq else None
-            payload_checker.check(entry, current, problems)
-            if current is not None:
-                next_payload = next(payload_iter, None)
-        for level, index, digest in frontier.append(leaf):
-            batch_nodes[(level, index)] = digest
-        if frontier.size in wanted_roots:
-            roots[frontier.size] = frontier.root()
-        prev2_leaf, prev_leaf = prev_leaf, leaf
-        expected += 1
-        if expected % _BATCH == 0:
-            _compare_nodes(store, batch_nodes, problems)
-            batch_nodes = {}
-            if progress:
-                progress(expected, size)
-    _compare_nodes(store, batch_nodes, problems)
-    if progress:
-        progress(expected, size)
-    verified_size = expected
 
-    if payload_checker is not None:
-        for seq, erasure in payload_checker.erasures.items():
-            if erasure.erasure_seq not in privacy_seqs or erasure.erasure_seq <= seq:
-                problems.add(
-                    f"payload erasure of {seq} cites {erasure.erasure_seq}, "
-                    "which is no erasure event after it",
-                    "forged_erasure",
+@dataclass
+class RangeResult:
+    """What checking the entries ``[start, end)`` found (plain data: it crosses processes)."""
+
+    start: int
+    end: int
+    verified: int
+    """The first seq not verified (``end`` when the whole range is)."""
+    stopped: bool
+    """A problem, or the end of the stored rows, stopped the scan at ``verified``."""
+    problems: list[Problem]
+    hashes: list[bytes]
+    """The complete subtrees of ``[start, verified)``, largest first."""
+    roots: dict[int, list[bytes]]
+    """For each wanted tree size in the range, the complete subtrees of ``[start, size)``."""
+    privacy_seqs: list[int]
+    payloads_checked: int
+    payloads_erased: int
+    first_seq: int | None
+    """The first stored seq found in the range (None: none was)."""
+    gap_at: int | None = None
+    """The stored rows ran out at ``verified``: the index in ``problems`` where the missing
+    entry belongs, once the merge knows the next stored seq."""
+    last_batch_node_problem: bool = False
+    """The last batch compared found a bad node (so nodes above the range go unreported,
+    as in a single scan, which reports one bad node per batch)."""
+    error: BaseException | None = None
+    """What checking the range raised (a single scan raises it too, if it gets there)."""
+
+
+class RangeCheck:
+    """Checks the entries ``[start, end)``; ``start`` is 0 or a multiple of a power of two at
+    least ``end - start``, so that the subtrees inside the range are subtrees of the tree."""
+
+    def __init__(
+        self,
+        store: Store,
+        start: int,
+        end: int,
+        *,
+        mac: Callable[[bytes], bytes] | None,
+        payloads: PayloadChecker | None,
+        wanted: Collection[int],
+        batch: int = BATCH,
+        progress: Progress | None = None,
+        total: int = 0,
+    ) -> None:
+        self.store = store
+        self.start = start
+        self.end = end
+        self.mac = mac
+        self.payloads = payloads
+        self.wanted = sorted(s for s in wanted if start < s <= end)
+        self.batch = batch
+        self.progress = progress
+        self.total = total
+        self.problems: list[Problem] = []
+        self.tops = merkle.CompactRange()  # local: its leaf 0 is ``start``
+        self.roots: dict[int, list[bytes]] = {}
+        self.privacy_seqs: list[int] = []
+        self.expected = start
+        self.prev: bytes | None = None
+        self.prev2: bytes | None = None
+        self.first_seq: int | None = None
+        self.node_problem = False
+        self._payload_rows: Iterator[tuple[Any, ...]] = iter(())
+        self._next_payload: tuple[Any, ...] | None = None
+
+    def run(self, prev: bytes | None, prev2: bytes | None) -> RangeResult:
+        """``prev`` and ``prev2``: the leaf hashes of the two entries before ``start``."""
+        self.prev, self.prev2 = prev, prev2
+        if self.payloads is not None:
+            batches = self.store.payload_batches(self.start, self.end, batch=self.batch)
+            self._payload_rows = chain.from_iterable(batches)
+            self._next_payload = next(self._payload_rows, None)
+        gap_at = None
+        stopped = False
+        batches = self.store.entry_batches(self.start, self.end, batch=self.batch)
+        for rows in batches:
+            pos = self.expected
+            if rows and self.first_seq is None:
+                self.first_seq = int(rows[0][_SEQ])
+            leaves: list[bytes] = []
+            stopped = self._rows(rows, leaves)
+            hi = min(self.end, pos + self.batch)
+            if not stopped and self.expected < hi:  # the rows ran out inside the batch
+                stopped = True
+                gap_at = self._gap(batches)
+            self._close_batch(pos, leaves)
+            if stopped:
+                break
+        checker = self.payloads
+        return RangeResult(
+            start=self.start,
+            end=self.end,
+            verified=self.expected,
+            stopped=stopped,
+            problems=self.problems,
+            hashes=self.tops.hashes(),
+            roots=self.roots,
+            privacy_seqs=self.privacy_seqs,
+            payloads_checked=checker.checked if checker else 0,
+            payloads_erased=checker.erased if checker else 0,
+            first_seq=self.first_seq,
+            gap_at=gap_at,
+            last_batch_node_problem=self.node_problem,
+        )
+
+    def _gap(self, batches: Iterator[list[tuple[Any, ...]]]) -> int | None:
+        """Entry ``expected`` is missing: name the next stored one if the range holds it,
+        else leave the place of the problem for the merge to fill."""
+        for rows in batches:
+            if rows:
+                if self.first_seq is None:
+                    self.first_seq = int(rows[0][_SEQ])
+                self._missing(int(rows[0][_SEQ]))
+                return None
+        return len(self.problems)
+
+    def _missing(self, found: int) -> None:
+        _add(
+            self.problems,
+            f"entry {self.expected} is missing (the next stored entry is {found})",
+            "entry_missing",
+            self.expected,
+        )
+
+    def _rows(self, rows: list[tuple[Any, ...]], leaves: list[bytes]) -> bool:
+        """Check consecutive entries; True when a problem stops the scan."""
+        sha256 = hashlib.sha256
+        mac, payloads, problems = self.mac, self.payloads, self.problems
+        for row in rows:
+            seq = row[_SEQ]
+            if seq != self.expected:
+                self._missing(seq)
+                return True
+            body = row[_BODY]
+            if type(body) is not bytes:
+                body = as_bytes(body)
+            leaf = sha256(_LEAF_PREFIX + body).digest()
+            entry = _check_entry(row, body, leaf, self.prev, self.prev2, problems)
+            if entry is None:
+                return True
+            code = row[_MAC]
+            if type(code) is not bytes:
+                code = as_bytes(code)
+            if mac is not None and not hmac.compare_digest(code, mac(leaf)):
+                _add(
+                    problems,
+                    f"entry {seq} was not written by this ledger: its authentication code is "
+                    "wrong (a forged or re-hashed entry)",
+                    "entry_forged",
                     seq,
                 )
+            if entry.category == "privacy":
+                self.privacy_seqs.append(seq)
+            if payloads is not None:
+                self._payload(entry, payloads)
+            leaves.append(leaf)
+            self.prev2, self.prev = self.prev, leaf
+            self.expected += 1
+        return False
 
-    checked = 0
-    for cp in checkpoints:
-        checked += 1
-        _check_checkpoint(
-            cp.note, cp.size, verifier, origin, verified_size, roots, problems, "stored"
-        )
-    if external is not None:
-        checked += 1
-        _check_checkpoint(
-            external_checkpoint or "",
-            external.size,
-            verifier,
-            origin,
-            verified_size,
-            roots,
-            problems,
-            "held elsewhere",
-        )
+    def _payload(self, entry: _Parsed, checker: PayloadChecker) -> None:
+        seq = entry.seq
+        found = self._next_payload
+        while found is not None and found[0] < seq:
+            _add(self.problems, "a payload is stored for no entry", "orphan_payload", found[0])
+            found = next(self._payload_rows, None)
+        current = found if found is not None and found[0] == seq else None
+        checker.check(entry, current, self.problems)
+        if current is not None:
+            found = next(self._payload_rows, None)
+        self._next_payload = found
 
-    return VerifyReport(
-        ok=not problems.items,
-        size=verified_size,
-        root=frontier.root().hex(),
-        checkpoints_checked=checked,
-        payloads_checked=payload_checker.checked if payload_checker else 0,
-        payloads_erased=payload_checker.erased if payload_checker else 0,
-        external_checkpoint_size=external.size if external else None,
-        problems=problems.items,
+    def _close_batch(self, pos: int, leaves: list[bytes]) -> None:
+        """Record the wanted roots, compare the nodes the batch completes, extend the range."""
+        if not leaves:
+            return
+        levels = merkle.subtree_levels(leaves)
+        for size in self.wanted:
+            if pos < size <= pos + len(leaves):
+                upto = self.tops.copy()
+                for level, digest in merkle.prefix_subtrees(levels, size - pos):
+                    upto.append_subtree(level, digest)
+                self.roots[size] = upto.hashes()
+        computed = [(lvl, pos >> lvl, levels[lvl]) for lvl in range(1, len(levels))]
+        for level, digest in merkle.prefix_subtrees(levels, len(leaves)):
+            for lvl, idx, h in self.tops.append_subtree_nodes(level, digest):
+                computed.append((lvl, (self.start >> lvl) + idx, [h]))
+        self.node_problem = compare_nodes(self.store, computed, self.problems)
+        if self.progress:
+            self.progress(self.expected, self.total)
+
+
+def compare_nodes(
+    store: Store, computed: Sequence[tuple[int, int, list[bytes]]], problems: list[Problem]
+) -> bool:
+    """Compare runs ``(level, first index, hashes)`` with the stored nodes, lowest level
+    first; report the first that differs (a node covers many entries: the entry checks name
+    the culprit). True when one did."""
+    for level, lo, hashes in computed:
+        if not hashes:
+            continue
+        stored = dict(store.nodes(level, lo, lo + len(hashes)))
+        # In index order and as many as computed: the same indexes, so compare in bulk.
+        if len(stored) == len(hashes) and list(stored.values()) == hashes:
+            continue
+        for index, digest in enumerate(hashes, lo):
+            if stored.get(index) != digest:
+                if len(problems) < _MAX_PROBLEMS:
+                    problems.append(_node_problem(level, index))
+                return True
+    return False
+
+
+def _node_problem(level: int, index: int) -> tuple[str, str, None, dict[str, Any]]:
+    first = index << level
+    last = first + (1 << level) - 1
+    return (
+        f"stored tree node (level {level}, index {index}) does not match entries "
+        f"{first}..{last}: proofs served from it would be wrong",
+        "node_mismatch",
+        None,
+        {"first_seq": first, "last_seq": last},
     )
 
 
-def _as_bytes(value: object) -> bytes:
+def as_bytes(value: object) -> bytes:
     """Blobs an attacker rewrote as text (SQLite's replace() returns TEXT) still get checked."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     return str(value).encode()
-
-
-def _normalised(row: EntryRow) -> EntryRow:
-    if type(row.body) is bytes and type(row.leaf_hash) is bytes and type(row.mac) is bytes:
-        return row
-    return replace(
-        row, body=_as_bytes(row.body), leaf_hash=_as_bytes(row.leaf_hash), mac=_as_bytes(row.mac)
-    )
 
 
 class _Parsed:
@@ -322,104 +558,295 @@ class _Parsed:
 
 
 def _check_entry(
-    row: EntryRow,
+    row: tuple[Any, ...],
+    body: bytes,
     leaf: bytes,
     prev_leaf: bytes | None,
     prev2_leaf: bytes | None,
-    problems: _Problems,
+    problems: list[Problem],
 ) -> _Parsed | None:
-    seq = row.seq
+    seq: int = row[_SEQ]
     try:
-        entry = _Parsed(row.body)
+        entry = _Parsed(body)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        problems.add(f"entry is not a well-formed ledger entry: {exc}", "malformed_entry", seq)
+        _add(problems, f"entry is not a well-formed ledger entry: {exc}", "malformed_entry", seq)
         return None
     expected_prev = prev_leaf.hex() if prev_leaf is not None else GENESIS_PREV
     if entry.prev != expected_prev:
-        if prev2_leaf is not None and entry.prev == prev2_leaf.hex():
-            problems.add(
-                f"entry {seq - 1} does not belong between its neighbours: a forged entry "
-                "was inserted",
-                "entry_inserted",
-                seq - 1,
-            )
-        elif entry.seq != seq:
-            problems.add(
-                f"position {seq} holds the entry that says it is seq {entry.seq}: entries were "
-                "deleted, inserted or reordered",
-                "seq_mismatch",
-                seq,
-            )
-        else:
-            problems.add(
-                f"entry {seq - 1} was altered: its hash is not the one entry {seq} links to",
-                "chain_broken",
-                seq - 1,
-            )
+        _chain_problem(entry, seq, prev2_leaf, problems)
         return None
     if entry.seq != seq:
-        problems.add(
-            f"position {seq} holds an entry that says it is seq {entry.seq}", "seq_mismatch", seq
+        _add(
+            problems,
+            f"position {seq} holds an entry that says it is seq {entry.seq}",
+            "seq_mismatch",
+            seq,
         )
         return None
-    if not hmac.compare_digest(bytes(row.leaf_hash), leaf):
-        problems.add(
+    recorded = row[_LEAF]
+    if type(recorded) is not bytes:
+        recorded = as_bytes(recorded)
+    if not hmac.compare_digest(recorded, leaf):
+        _add(
+            problems,
             f"entry {seq} was altered: its hash no longer matches the one recorded when it "
             "was written",
             "leaf_hash_mismatch",
             seq,
         )
         return None
-    columns = (row.ts, row.category, row.action, row.actor_id, row.entity_type, row.entity_id)
-    body = (
+    attrs = entry.attributes
+    chatbot, conversation = attrs.get("chatbot_id"), attrs.get("conversation_id")
+    from_body = (
         entry.ts,
         entry.category,
         entry.action,
         entry.actor.get("id"),
         entry.entity.get("type"),
         entry.entity.get("id"),
+        entry.outcome,
+        entry.subject,
+        chatbot if isinstance(chatbot, str) else None,
+        conversation if isinstance(conversation, str) else None,
     )
-    refs = (row.chatbot_id, row.conversation_id)
-    attrs = entry.attributes
-    expected_refs = tuple(
-        value if isinstance(value := attrs.get(name), str) else None
-        for name in ("chatbot_id", "conversation_id")
-    )
-    if (
-        columns != body
-        or row.outcome != entry.outcome
-        or row.subject != entry.subject
-        or refs != expected_refs
-    ):
-        problems.add(
-            f"entry {seq}'s search columns disagree with its hashed body", "index_tampered", seq
+    if row[1:11] != from_body:
+        _add(
+            problems,
+            f"entry {seq}'s search columns disagree with its hashed body",
+            "index_tampered",
+            seq,
         )
     return entry
 
 
-def _compare_nodes(
-    store: Store, computed: dict[merkle.NodeKey, bytes], problems: _Problems
+def _chain_problem(
+    entry: _Parsed, seq: int, prev2_leaf: bytes | None, problems: list[Problem]
 ) -> None:
-    if not computed:
-        return
-    levels: dict[int, list[int]] = {}
-    for level, index in computed:
-        levels.setdefault(level, []).append(index)
-    for level, indexes in levels.items():
-        lo, hi = min(indexes), max(indexes) + 1
-        stored = dict(store.nodes(level, lo, hi))
-        for index in indexes:
-            if stored.get(index) != computed[(level, index)]:
-                first = index << level
-                problems.add(
-                    f"stored tree node (level {level}, index {index}) does not match entries "
-                    f"{first}..{first + (1 << level) - 1}: proofs served from it would be wrong",
-                    "node_mismatch",
-                    None,  # a node covers many entries: the entry checks name the culprit
-                    first_seq=first,
-                    last_seq=first + (1 << level) - 1,
+    if prev2_leaf is not None and entry.prev == prev2_leaf.hex():
+        _add(
+            problems,
+            f"entry {seq - 1} does not belong between its neighbours: a forged entry was inserted",
+            "entry_inserted",
+            seq - 1,
+        )
+    elif entry.seq != seq:
+        _add(
+            problems,
+            f"position {seq} holds the entry that says it is seq {entry.seq}: entries were "
+            "deleted, inserted or reordered",
+            "seq_mismatch",
+            seq,
+        )
+    else:
+        _add(
+            problems,
+            f"entry {seq - 1} was altered: its hash is not the one entry {seq} links to",
+            "chain_broken",
+            seq - 1,
+        )
+
+
+# -- merging ranges -------------------------------------------------------------------------
+
+
+class Merge:
+    """Folds range results, in seq order, into one scan's outcome."""
+
+    def __init__(self, store: Store, problems: _Problems) -> None:
+        self.store = store
+        self.problems = problems
+        self.frontier = merkle.CompactRange()
+        self.roots: dict[int, bytes] = {}
+        self.privacy_seqs: set[int] = set()
+        self.checked = 0
+        self.erased = 0
+        self.done = False
+
+    def add(self, result: RangeResult, next_stored: Callable[[], int | None]) -> None:
+        """Take the next range's result; ``next_stored`` finds the first stored seq after
+        it (needed only when the range's rows ran out)."""
+        if result.error is not None:
+            raise result.error
+        for size, hashes in result.roots.items():
+            self.roots[size] = self._extended(self.frontier.copy(), hashes, size - result.start)
+        found = result.problems
+        if result.gap_at is None:
+            self.problems.extend(found)
+        else:
+            self.problems.extend(found[: result.gap_at])
+            following = next_stored()
+            if following is not None:
+                self.problems.add(
+                    f"entry {result.verified} is missing (the next stored entry is {following})",
+                    "entry_missing",
+                    result.verified,
                 )
+            self.problems.extend(found[result.gap_at :])
+        completed = self._extend(result.hashes, result.verified - result.start)
+        if completed and not result.last_batch_node_problem:
+            self._compare_high(completed)
+        self.privacy_seqs.update(result.privacy_seqs)
+        self.checked += result.payloads_checked
+        self.erased += result.payloads_erased
+        self.done = result.stopped
+
+    @staticmethod
+    def _extended(frontier: merkle.CompactRange, hashes: list[bytes], count: int) -> bytes:
+        for level, digest in zip(_levels(count), hashes, strict=True):
+            frontier.append_subtree(level, digest)
+        return frontier.root()
+
+    def _extend(self, hashes: list[bytes], count: int) -> list[tuple[int, int, bytes]]:
+        completed: list[tuple[int, int, bytes]] = []
+        for level, digest in zip(_levels(count), hashes, strict=True):
+            completed += self.frontier.append_subtree_nodes(level, digest)
+        return completed
+
+    def _compare_high(self, completed: list[tuple[int, int, bytes]]) -> None:
+        """Nodes above a range, completed by its last entry (the same batch's nodes in a
+        single scan, compared after the range's own)."""
+        stored = self.store.fetch_nodes([(level, index) for level, index, _ in completed])
+        for level, index, digest in completed:
+            if stored.get((level, index)) != digest:
+                self.problems.extend([_node_problem(level, index)])
                 return
+
+
+def _levels(count: int) -> list[int]:
+    """The levels of the complete subtrees of ``count`` leaves, largest first."""
+    return [lvl for lvl in range(count.bit_length() - 1, -1, -1) if count >> lvl & 1]
+
+
+# -- the whole ledger -----------------------------------------------------------------------
+
+
+def verify_store(
+    store: Store,
+    verifier: NoteVerifier,
+    origin: str,
+    *,
+    master: MasterSecret | None = None,
+    external_checkpoint: str | None = None,
+    progress: Progress | None = None,
+    check_payloads: bool = True,
+    jobs: int = 0,
+    tuning: Tuning | None = None,
+) -> VerifyReport:
+    """``jobs``: processes checking a large ledger, this one included (0: one per CPU; 1:
+    this one alone). The report does not depend on it."""
+    tuning = tuning or Tuning()
+    problems = _Problems()
+    size = store.size()
+    checkpoints = store.checkpoints()
+    wanted = {c.size for c in checkpoints}
+    external = None
+    if external_checkpoint is not None:
+        try:
+            external = open_checkpoint(external_checkpoint, verifier, origin)
+            wanted.add(external.size)
+        except ChatLedgerError as exc:
+            reason = getattr(exc, "reason", "bad_checkpoint")
+            problems.add(f"the checkpoint held elsewhere is invalid: {exc.message}", reason)
+    erasures = store.payload_erasures() if check_payloads else {}
+    merge = Merge(store, problems)
+    workers = _workers(jobs, size, tuning)
+    mac_key = entry_mac_key(master) if master is not None else None
+    parallel = False
+    if workers > 1:
+        from chatledger.ledger.verify_parallel import ParallelPlan, run_parallel
+
+        plan = ParallelPlan(workers, size, wanted, set(erasures), check_payloads, tuning)
+        parallel = run_parallel(store, master, mac_key, plan, merge, progress)
+    if not parallel:
+        checker = PayloadChecker(store, master, erasures) if check_payloads else None
+        scan = RangeCheck(
+            store,
+            0,
+            size,
+            mac=_entry_mac(master, mac_key),
+            payloads=checker,
+            wanted=wanted,
+            batch=tuning.batch,
+            progress=progress,
+            total=size,
+        )
+        merge.add(scan.run(None, None), lambda: None)
+    verified_size = merge.frontier.size
+    if progress:
+        progress(verified_size, size)
+    _check_erasures(erasures, merge.privacy_seqs, problems)
+    held = (external_checkpoint or "", external.size) if external is not None else None
+    checked = _check_checkpoints(
+        checkpoints, held, verifier, origin, verified_size, merge.roots, problems
+    )
+    return VerifyReport(
+        ok=not problems.items,
+        size=verified_size,
+        root=merge.frontier.root().hex(),
+        checkpoints_checked=checked,
+        payloads_checked=merge.checked,
+        payloads_erased=merge.erased,
+        external_checkpoint_size=external.size if external else None,
+        problems=problems.items,
+    )
+
+
+def _entry_mac(master: MasterSecret | None, key: bytes | None) -> Callable[[bytes], bytes] | None:
+    if master is None:
+        return None
+    return EntryMac(key) if key is not None else master.entry_mac
+
+
+def _check_erasures(
+    erasures: dict[int, ErasureRow], privacy_seqs: Collection[int], problems: _Problems
+) -> None:
+    """Each payload erasure must cite a privacy event after the entry it erased."""
+    for seq, erasure in erasures.items():
+        if erasure.erasure_seq not in privacy_seqs or erasure.erasure_seq <= seq:
+            problems.add(
+                f"payload erasure of {seq} cites {erasure.erasure_seq}, "
+                "which is no erasure event after it",
+                "forged_erasure",
+                seq,
+            )
+
+
+def _workers(jobs: int, size: int, tuning: Tuning) -> int:
+    """Worker processes worth starting: none for a small ledger or a single CPU."""
+    if jobs < 0:
+        raise ValueError("jobs must be 0 (one per CPU) or more")
+    count = jobs or _cpus()
+    return count if count > 1 and size >= max(tuning.parallel_min, 2) else 1
+
+
+def _cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _check_checkpoints(
+    checkpoints: list[CheckpointRow],
+    held: tuple[str, int] | None,
+    verifier: NoteVerifier,
+    origin: str,
+    verified_size: int,
+    roots: dict[int, bytes],
+    problems: _Problems,
+) -> int:
+    checked = 0
+    for cp in checkpoints:
+        checked += 1
+        _check_checkpoint(
+            cp.note, cp.size, verifier, origin, verified_size, roots, problems, "stored"
+        )
+    if held is not None:
+        checked += 1
+        note, size = held
+        _check_checkpoint(
+            note, size, verifier, origin, verified_size, roots, problems, "held elsewhere"
+        )
+    return checked
 
 
 def _check_checkpoint(

@@ -75,6 +75,11 @@ class MasterSecret:
             self._refs[subject] = ref
         return ref
 
+    @property
+    def entry_mac_key(self) -> bytes:
+        """The derived key of :meth:`entry_mac`, for verifier processes (never stored)."""
+        return self._entry_mac_key
+
     def entry_mac(self, leaf_hash: bytes) -> bytes:
         """Authenticates an entry as written by this deployment (the key never enters the DB)."""
         return hmac.digest(self._entry_mac_key, leaf_hash, "sha256")

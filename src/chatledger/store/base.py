@@ -126,6 +126,21 @@ class Store(Protocol):
 
     def entries(self, start: int, end: int, *, batch: int = 2000) -> Iterator[EntryRow]: ...
 
+    def entry_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The entries of ``[start, end)`` as plain tuples in :class:`EntryRow`'s field
+        order, one list per ``batch`` seqs (full verification reads every entry, and an
+        object per row costs more than hashing it)."""
+        ...
+
+    def payload_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The payloads of ``[start, end)`` as tuples (seq, key_ref, nonce, ciphertext), one
+        list per ``batch`` seqs."""
+        ...
+
     def fetch_nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]: ...
 
     def nodes(self, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:

@@ -534,6 +534,26 @@ class PostgresStore:
                 yield _entry(row)
             pos = upto
 
+    def entry_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        for pos in range(start, end, batch):
+            yield self._all(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries "
+                "WHERE seq >= %s AND seq < %s ORDER BY seq",
+                (pos, min(end, pos + batch)),
+            )
+
+    def payload_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        for pos in range(start, end, batch):
+            yield self._all(
+                "SELECT seq, key_ref, nonce, ciphertext FROM ledger_payloads "
+                "WHERE seq >= %s AND seq < %s ORDER BY seq",
+                (pos, min(end, pos + batch)),
+            )
+
     def entry(self, seq: int) -> EntryRow | None:
         rows = self._all(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE seq = %s", (seq,))
         return _entry(rows[0]) if rows else None

@@ -278,6 +278,28 @@ class SqliteStore:
                 yield EntryRow(*row)
             pos = upto
 
+    def entry_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        conn = self._reader()
+        for pos in range(start, end, batch):
+            yield conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries "
+                "WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (pos, min(end, pos + batch)),
+            ).fetchall()
+
+    def payload_batches(
+        self, start: int, end: int, *, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        conn = self._reader()
+        for pos in range(start, end, batch):
+            yield conn.execute(
+                "SELECT seq, key_ref, nonce, ciphertext FROM ledger_payloads "
+                "WHERE seq >= ? AND seq < ? ORDER BY seq",
+                (pos, min(end, pos + batch)),
+            ).fetchall()
+
     def entry(self, seq: int) -> EntryRow | None:
         row = (
             self._reader()
