@@ -609,7 +609,17 @@ def test_archiving_a_partition_keeps_the_live_log_provable(
     verify_proof_json(ledger.prove(40).to_json(), ledger.verifier, ledger.origin)
     report = ledger.verify()  # the full check starts at seq 0, which is in the archive
     assert not report.ok and report.problems[0].reason == "entry_missing"
+    assert ledger.first_live_seq() == part.end_seq == 8
+    live = ledger.verify(start=ledger.first_live_seq())  # the rest, proved by checkpoints
+    assert live.ok, live.to_json()
+    assert (live.start, live.size, live.checkpoints_checked) == (8, 42, 3)
     ledger.close()
+    verified = runner.invoke(
+        app,
+        ["ledger", "verify", "--live", "--json", "--database", owner, "--data-dir", str(data_dir)],
+    )
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["from_seq"] == 8
 
     _tool(
         pg_server,

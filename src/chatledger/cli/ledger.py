@@ -86,15 +86,37 @@ def verify(
             max=64,
         ),
     ] = 0,
+    from_seq: Annotated[
+        int | None,
+        typer.Option(
+            "--from",
+            help="Check the entries from this seq on, the ones before it archived (the tree "
+            "above them is proved by the checkpoints at or after it).",
+            min=0,
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Check from where the partitions still attached begin (PostgreSQL, after "
+            "detaching the oldest for archiving); 0 when none was detached.",
+        ),
+    ] = False,
     data_dir: DataDir = None,
     database: DatabaseUrl = None,
     json: JsonFlag = False,
 ) -> None:
     """Verify the whole ledger; on failure name the first bad entry and why."""
+    if live and from_seq is not None:
+        raise fail("give --from or --live, not both", 2)
     external = checkpoint.read_text(encoding="utf-8") if checkpoint else None
     with opened_ledger(data_dir, database) as ledger:
         with progress_bar("verifying") as progress:
-            report = ledger.verify(external_checkpoint=external, progress=progress, jobs=jobs)
+            start = ledger.first_live_seq() if live else (from_seq or 0)
+            report = ledger.verify(
+                external_checkpoint=external, progress=progress, jobs=jobs, start=start
+            )
         _record_verification(ledger, report.ok, report.to_json())
     if json:
         print_json(report.to_json())
@@ -103,8 +125,13 @@ def verify(
         where = f"seq {first.seq}" if first.seq is not None else "checkpoint"
         raise fail(f"verification failed at {where}: {first.reason}: {first.message}", 3)
     if not json:
+        span = f"{report.size} entries"
+        if report.start:
+            span = (
+                f"{report.size - report.start} entries from seq {report.start} (before: archived)"
+            )
         print(
-            f"ok: {report.size} entries verified, root {report.root}, "
+            f"ok: {span} verified, root {report.root}, "
             f"{report.checkpoints_checked} checkpoints, {report.payloads_checked} payloads "
             f"checked, {report.payloads_erased} erased"
         )
@@ -119,6 +146,7 @@ def _record_verification(ledger: object, ok: bool, summary: dict[str, object]) -
         "tree_size": summary["tree_size"],
         "first_bad_seq": summary["first_bad_seq"],
         "reason": summary["reason"],
+        "from_seq": summary["from_seq"],
     }
     action = "ledger.verify" if ok else "ledger.tamper_detected"
     outcome = Outcome.SUCCESS if ok else Outcome.FAILURE

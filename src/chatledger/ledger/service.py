@@ -280,9 +280,11 @@ class Ledger:
         progress: Progress | None = None,
         jobs: int = 0,
         tuning: Tuning | None = None,
+        start: int = 0,
     ) -> VerifyReport:
         """Verify the whole ledger; a large one in ``jobs`` processes, this one included
-        (0: one per CPU, 1: this one alone), with the same report either way."""
+        (0: one per CPU, 1: this one alone), with the same report either way. With
+        ``start``, from that seq on (see :meth:`first_live_seq` and ``verify_store``)."""
         return verify_store(
             self.store,
             self.verifier,
@@ -292,7 +294,28 @@ class Ledger:
             progress=progress,
             jobs=jobs,
             tuning=tuning,
+            start=start,
         )
+
+    def first_live_seq(self) -> int:
+        """Where the log still held in the database begins: the end of the ranges the
+        partition catalogue records as detached from seq 0 on (PostgreSQL), else 0. Entries
+        missing anywhere else are missing, not archived."""
+        found = self.store.query(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'ledger_partitions'"
+            if getattr(self.store, "dialect", "") == "postgresql"
+            else "SELECT 1 FROM sqlite_master WHERE name = 'ledger_partitions'"
+        )
+        if not found:
+            return 0
+        live = 0
+        for first, end, state in self.store.query(
+            "SELECT first_seq, end_seq, state FROM ledger_partitions ORDER BY first_seq"
+        ):
+            if state != "detached" or int(first) != live:
+                break
+            live = int(end)
+        return live
 
     # -- erasure --------------------------------------------------------------------------
 

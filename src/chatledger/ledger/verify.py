@@ -21,6 +21,7 @@ one range checked here; a large one is checked by worker processes
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -30,9 +31,10 @@ from itertools import chain
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from chatledger.errors import ChatLedgerError, IntegrityError
+from chatledger.errors import ChatLedgerError, IntegrityError, InvalidInput
 from chatledger.ledger import merkle
 from chatledger.ledger.entry import ENTRY_VERSION, GENESIS_PREV
 from chatledger.ledger.note import NoteVerifier, open_checkpoint
@@ -83,6 +85,10 @@ class VerifyReport:
     payloads_erased: int = 0
     external_checkpoint_size: int | None = None
     problems: list[IntegrityError] = field(default_factory=list)
+    start: int = 0
+    """The first seq checked: 0, or where an archived prefix ends (see ``verify_store``)."""
+    checkpoints_skipped: int = 0
+    """Checkpoints older than ``start``: signature checked, root not (their leaves are gone)."""
 
     @property
     def first_problem(self) -> IntegrityError | None:
@@ -101,6 +107,8 @@ class VerifyReport:
             "payloads_checked": self.payloads_checked,
             "payloads_erased": self.payloads_erased,
             "external_checkpoint_size": self.external_checkpoint_size,
+            "from_seq": self.start,
+            "checkpoints_skipped": self.checkpoints_skipped,
             "first_bad_seq": first.seq if first else None,
             "reason": first.reason if first else None,
             "message": first.message if first else None,
@@ -160,14 +168,15 @@ def entry_mac_key(master: MasterSecret) -> bytes | None:
 def subject_key_table(store: Store, master: MasterSecret | None) -> dict[str, KeyMaterial]:
     """Every subject key, unwrapped, for checkers that cannot reach the master secret (one
     small row per data subject, sent once to each worker). A key that fails to unwrap keeps
-    its exception: raised where a payload needs it, as the single-process scan does."""
+    its exception: raised where a payload needs it and reported there, as the single-process
+    scan does."""
     table: dict[str, KeyMaterial] = {}
     for row in store.subject_keys():
         material: bytes | BaseException | None = None
         if row.wrapped is not None and master is not None:
             try:
                 material = master.unwrap(row.key_ref, row.wrapped)
-            except Exception as exc:  # re-raised where a payload needs the key
+            except (InvalidTag, ValueError) as exc:  # re-raised where a payload needs the key
                 material = exc
         table[row.key_ref] = (material, row.subject_ref)
     return table
@@ -247,7 +256,17 @@ class PayloadChecker:
                 seq,
             )
             return
-        aead, subject_ref = self.key(payload[1])
+        try:
+            aead, subject_ref = self.key(payload[1])
+        except (InvalidTag, ValueError):
+            _add(
+                problems,
+                "the payload's key does not unwrap with this data directory's master secret: "
+                "the stored key was altered, or this is another deployment's data directory",
+                "payload_key_unreadable",
+                seq,
+            )
+            return
         if subject_ref is None:
             _add(problems, "the payload's key is unknown", "payload_key_missing", seq)
             return
@@ -731,12 +750,25 @@ def verify_store(
     check_payloads: bool = True,
     jobs: int = 0,
     tuning: Tuning | None = None,
+    start: int = 0,
 ) -> VerifyReport:
     """``jobs``: processes checking a large ledger, this one included (0: one per CPU; 1:
-    this one alone). The report does not depend on it."""
+    this one alone). The report does not depend on it.
+
+    ``start``: check the entries from this seq on, when the ones before it went to an archive
+    (detached partitions). The tree above them comes from the stored nodes, trusted only as
+    far as the signed checkpoints at or after ``start`` prove them: every such checkpoint's
+    root is recomputed from those nodes and the entries checked, and without one the report
+    fails (``start_unanchored``). The first entry's link to the archived one is its own claim,
+    covered by the same roots. Older checkpoints get their signatures checked only."""
     tuning = tuning or Tuning()
     problems = _Problems()
     size = store.size()
+    if not 0 <= start <= size:
+        raise InvalidInput(
+            f"cannot verify from seq {start}: the log has {size} entries",
+            details={"start": start, "size": size},
+        )
     checkpoints = store.checkpoints()
     wanted = {c.size for c in checkpoints}
     external = None
@@ -749,7 +781,11 @@ def verify_store(
             problems.add(f"the checkpoint held elsewhere is invalid: {exc.message}", reason)
     erasures = store.payload_erasures() if check_payloads else {}
     merge = Merge(store, problems)
-    workers = _workers(jobs, size, tuning)
+    if start:
+        merge.frontier = _prefix(store, start)
+        merge.roots[start] = merge.frontier.root()
+        erasures = {seq: row for seq, row in erasures.items() if seq >= start}
+    workers = 1 if start else _workers(jobs, size, tuning)
     mac_key = entry_mac_key(master) if master is not None else None
     parallel = False
     if workers > 1:
@@ -759,26 +795,41 @@ def verify_store(
         parallel = run_parallel(store, master, mac_key, plan, merge, progress)
     if not parallel:
         checker = PayloadChecker(store, master, erasures) if check_payloads else None
-        scan = RangeCheck(
-            store,
-            0,
-            size,
-            mac=_entry_mac(master, mac_key),
-            payloads=checker,
-            wanted=wanted,
-            batch=tuning.batch,
-            progress=progress,
-            total=size,
-        )
-        merge.add(scan.run(None, None), lambda: None)
+        prev = _claimed_prev(store, start) if start else None
+        prev2 = None
+        for lo, hi in _aligned_ranges(start, size):
+            if checker is not None:  # each range reports its own counts; keys stay cached
+                checker.checked = checker.erased = 0
+            scan = RangeCheck(
+                store,
+                lo,
+                hi,
+                mac=_entry_mac(master, mac_key),
+                payloads=checker,
+                wanted=wanted,
+                batch=tuning.batch,
+                progress=progress,
+                total=size,
+            )
+            merge.add(scan.run(prev, prev2), functools.partial(_first_stored, store, hi, size))
+            if merge.done:
+                break
+            prev, prev2 = scan.prev, scan.prev2
     verified_size = merge.frontier.size
     if progress:
         progress(verified_size, size)
     _check_erasures(erasures, merge.privacy_seqs, problems)
     held = (external_checkpoint or "", external.size) if external is not None else None
-    checked = _check_checkpoints(
-        checkpoints, held, verifier, origin, verified_size, merge.roots, problems
+    checked, skipped = _check_checkpoints(
+        checkpoints, held, verifier, origin, verified_size, merge.roots, problems, start
     )
+    if start and not checked:
+        problems.add(
+            f"no checkpoint at or after seq {start} proves the archived entries' tree: "
+            "verifying from there proves nothing about them",
+            "start_unanchored",
+            start,
+        )
     return VerifyReport(
         ok=not problems.items,
         size=verified_size,
@@ -788,7 +839,64 @@ def verify_store(
         payloads_erased=merge.erased,
         external_checkpoint_size=external.size if external else None,
         problems=problems.items,
+        start=start,
+        checkpoints_skipped=skipped,
     )
+
+
+def _aligned_ranges(start: int, size: int) -> list[tuple[int, int]]:
+    """``[start, size)`` cut where :class:`RangeCheck` needs it: each range starts at 0 or at
+    a multiple of a power of two at least as long as the range."""
+    ranges: list[tuple[int, int]] = []
+    lo = start
+    while lo < size:
+        step = lo & -lo
+        if lo == 0 or lo + step >= size:
+            ranges.append((lo, size))
+            break
+        ranges.append((lo, lo + step))
+        lo += step
+    return ranges
+
+
+def _prefix(store: Store, start: int) -> merkle.CompactRange:
+    """The tree of the first ``start`` entries, from its stored perfect subtrees (a single
+    leaf, for an odd ``start``, from its entry's body)."""
+    keys = merkle.frontier_keys(start)
+    found = store.fetch_nodes([k for k in keys if k[0] > 0])
+    if keys and keys[-1][0] == 0:
+        rows = next(store.entry_batches(start - 1, start, batch=1), [])
+        if rows:
+            found[keys[-1]] = merkle.leaf_hash(as_bytes(rows[0][_BODY]))
+    missing = [k for k in keys if k not in found]
+    if missing:
+        level, index = missing[0]
+        raise InvalidInput(
+            f"cannot verify from seq {start}: the tree node (level {level}, index {index}) "
+            "that covers the entries before it is not stored",
+            details={"start": start, "level": level, "index": index},
+        )
+    return merkle.CompactRange(start, [found[k] for k in keys])
+
+
+def _claimed_prev(store: Store, start: int) -> bytes | None:
+    """The link the entry at ``start`` claims to its predecessor (None if it is missing or
+    malformed: the scan then reports it as it would anyway)."""
+    rows = next(store.entry_batches(start, start + 1, batch=1), [])
+    if not rows:
+        return None
+    try:
+        return bytes.fromhex(str(orjson.loads(as_bytes(rows[0][_BODY]))["prev"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _first_stored(store: Store, after: int, size: int) -> int | None:
+    """The first seq stored in ``[after, size)``."""
+    for rows in store.entry_batches(after, size, batch=BATCH):
+        if rows:
+            return int(rows[0][_SEQ])
+    return None
 
 
 def _entry_mac(master: MasterSecret | None, key: bytes | None) -> Callable[[bytes], bytes] | None:
@@ -833,20 +941,35 @@ def _check_checkpoints(
     verified_size: int,
     roots: dict[int, bytes],
     problems: _Problems,
-) -> int:
-    checked = 0
-    for cp in checkpoints:
-        checked += 1
-        _check_checkpoint(
-            cp.note, cp.size, verifier, origin, verified_size, roots, problems, "stored"
-        )
+    start: int = 0,
+) -> tuple[int, int]:
+    """(checked, skipped): checkpoints older than ``start`` have only their signature
+    checked."""
+    checked = skipped = 0
+    notes = [(cp.note, cp.size, "stored") for cp in checkpoints]
     if held is not None:
+        notes.append((*held, "held elsewhere"))
+    for note, size, where in notes:
+        if size < start:
+            skipped += 1
+            _check_signature(note, size, verifier, origin, problems, where)
+            continue
         checked += 1
-        note, size = held
-        _check_checkpoint(
-            note, size, verifier, origin, verified_size, roots, problems, "held elsewhere"
+        _check_checkpoint(note, size, verifier, origin, verified_size, roots, problems, where)
+    return checked, skipped
+
+
+def _check_signature(
+    note: str, size: int, verifier: NoteVerifier, origin: str, problems: _Problems, where: str
+) -> None:
+    try:
+        open_checkpoint(note, verifier, origin)
+    except ChatLedgerError as exc:
+        problems.add(
+            f"{where} checkpoint of size {size}: {exc.message}",
+            getattr(exc, "reason", "bad_checkpoint"),
+            checkpoint_size=size,
         )
-    return checked
 
 
 def _check_checkpoint(
