@@ -242,6 +242,8 @@ def test_api_holds_and_erasures(served: tuple[LiveServer, Seeded]) -> None:
         assert done.status_code == 201, done.text
         verified = api.get("/audit/verify").json()
         assert verified["ok"], verified
+        live_only = api.get("/audit/verify", params={"live": "true"}).json()
+        assert live_only["ok"] and live_only["from_seq"] == 0  # nothing archived here
     with live.client(live.key("auditor")) as api:
         assert api.get("/privacy/holds").status_code == 403
         assert api.post("/privacy/erasures", json={"subject": "user-alice"}).status_code == 403

@@ -38,10 +38,15 @@ def proof(seq: int, principal: CurrentPrincipal, platform: PlatformDep) -> dict[
 
 
 @router.get("/audit/verify")
-def verify(principal: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]:
-    """Verify the whole ledger now; the result is itself recorded."""
+def verify(
+    principal: CurrentPrincipal, platform: PlatformDep, live: bool = False
+) -> dict[str, Any]:
+    """Verify the whole ledger now; the result is itself recorded. With ``live=true``, from
+    where the partitions still attached begin (after the oldest were archived; see
+    ``chatledger ledger verify --live``)."""
     require(principal, Permission.AUDIT_READ, "ledger", "verify")
-    report = platform.ledger.verify()
+    start = platform.ledger.first_live_seq() if live else 0
+    report = platform.ledger.verify(start=start)
     result = report.to_json()
     platform.ledger.append(
         Event(
@@ -54,6 +59,7 @@ def verify(principal: CurrentPrincipal, platform: PlatformDep) -> dict[str, Any]
                 "tree_size": report.size,
                 "first_bad_seq": result["first_bad_seq"],
                 "reason": result["reason"],
+                "from_seq": start,
             },
         )
     )
