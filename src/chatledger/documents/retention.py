@@ -28,8 +28,9 @@ import orjson
 
 from chatledger.privacy.holds import ActiveHolds, Query
 
-MAX_LISTED = 1000
-"""Versions named in an expiry event; more are committed to by the event's digest."""
+MAX_LISTED = 200
+"""Versions named in an expiry event (its attributes stay well under the size limit); the
+event commits to all of them by a digest."""
 
 
 @dataclass(frozen=True)
