@@ -58,7 +58,9 @@ class Platform:
         install_erasure(ledger)
         platform.abuse = AbuseControl(
             ledger,
-            shared_limiter(ledger.store, limits_from_settings(settings.rate_limits)),
+            shared_limiter(
+                ledger.store, limits_from_settings(settings.rate_limits), ledger.subject_ref
+            ),
             adapter.anomalies,
         )
         return platform

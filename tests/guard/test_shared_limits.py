@@ -121,3 +121,5 @@ def test_platforms_on_one_data_directory_share_limits(tmp_path: Path) -> None:
     finally:
         one.close()
         two.close()
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob(f"{SQLITE_FILE}*"))
+    assert stored and b"198.51.100.7" not in stored  # buckets are kept under pseudonyms

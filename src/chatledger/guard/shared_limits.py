@@ -13,8 +13,10 @@ updates with a single atomic upsert, so the limit holds for the deployment:
 
 Buckets are transient state, not part of the record: nothing here is versioned with the
 schema, and losing the table (a crash of an UNLOGGED table, a deleted file) only refills
-every bucket. Time is the wall clock, which every process and machine shares. If the shared
-store fails, checks fall back to this process's own buckets rather than refusing everything.
+every bucket. A bucket is stored under a keyed pseudonym of its key, never the client's
+address, visitor id or session id itself. Time is the wall clock, which every process and
+machine shares. If the shared store fails, checks fall back to this process's own buckets
+rather than refusing everything.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class SqliteBuckets:
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = OFF")  # transient: a lost write refills
+            conn.execute("PRAGMA secure_delete = ON")
             self._file_lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             self._conn = conn
             self._locked(lambda c: c.execute(_TABLE.format(unlogged="")))
@@ -228,9 +231,11 @@ class SharedRateLimiter(RateLimiter):
         limits: Mapping[LimitKind, RateLimit] | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        pseudonym: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__(limits, clock=clock)
         self.buckets = buckets
+        self._pseudonym = pseudonym
         self._shared_checks = 0
         self._failing = False
         # The longest any bucket takes to refill: an older row is full, the same as none.
@@ -247,7 +252,7 @@ class SharedRateLimiter(RateLimiter):
         at = self._clock() if now is None else now
         params = {
             "kind": kind,
-            "key": key,
+            "key": self._stored(kind, key),
             "cap": limit.capacity,
             "rate": limit.rate,
             "cost": float(cost),
@@ -272,7 +277,7 @@ class SharedRateLimiter(RateLimiter):
         limit = self.limit(kind)
         at = self._clock() if now is None else now
         try:
-            found = self.buckets.peek(kind, key)
+            found = self.buckets.peek(kind, self._stored(kind, key))
         except _STORE_ERRORS as exc:
             self._fall_back(exc)
             return super().remaining(kind, key, at)
@@ -283,13 +288,17 @@ class SharedRateLimiter(RateLimiter):
 
     def reset(self, kind: LimitKind | None = None, key: str | None = None) -> None:
         super().reset(kind, key)
-        self.buckets.delete(kind, key if kind is not None else None, None)
+        stored = self._stored(kind, key) if kind is not None and key is not None else None
+        self.buckets.delete(kind, stored, None)
 
     def __len__(self) -> int:
         return self.buckets.count()
 
     def close(self) -> None:
         self.buckets.close()
+
+    def _stored(self, kind: str, key: str) -> str:
+        return self._pseudonym(f"ratelimit:{kind}:{key}") if self._pseudonym else key
 
     def _maybe_sweep(self, now: float) -> None:
         self._shared_checks += 1
@@ -321,8 +330,13 @@ _STORE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def shared_limiter(store: Any, limits: Mapping[LimitKind, RateLimit]) -> SharedRateLimiter:
-    """The limiter for a platform on ``store`` (SQLite file or PostgreSQL schema)."""
+def shared_limiter(
+    store: Any,
+    limits: Mapping[LimitKind, RateLimit],
+    pseudonym: Callable[[str], str] | None = None,
+) -> SharedRateLimiter:
+    """The limiter for a platform on ``store`` (SQLite file or PostgreSQL schema); buckets
+    are stored under ``pseudonym`` of their keys."""
     if getattr(store, "dialect", "") == "postgresql":
         url = str(store.url)
 
@@ -333,6 +347,6 @@ def shared_limiter(store: Any, limits: Mapping[LimitKind, RateLimit]) -> SharedR
                 url, autocommit=True, application_name="chatledger-ratelimits", connect_timeout=10
             )
 
-        return SharedRateLimiter(PostgresBuckets(connect), limits)
+        return SharedRateLimiter(PostgresBuckets(connect), limits, pseudonym=pseudonym)
     path = Path(store.path).with_name(SQLITE_FILE)
-    return SharedRateLimiter(SqliteBuckets(path), limits)
+    return SharedRateLimiter(SqliteBuckets(path), limits, pseudonym=pseudonym)
