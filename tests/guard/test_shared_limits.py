@@ -6,6 +6,7 @@ import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from chatledger.config import Settings
@@ -121,5 +122,10 @@ def test_platforms_on_one_data_directory_share_limits(tmp_path: Path) -> None:
     finally:
         one.close()
         two.close()
-    stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob(f"{SQLITE_FILE}*"))
+    url = getattr(one.ledger.store, "url", None)
+    if url is None:
+        stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob(f"{SQLITE_FILE}*"))
+    else:
+        with psycopg.connect(url) as conn:
+            stored = "".join(k for (k,) in conn.execute("SELECT key FROM rate_buckets")).encode()
     assert stored and b"198.51.100.7" not in stored  # buckets are kept under pseudonyms
