@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -200,3 +201,21 @@ def test_console_script_runs() -> None:
         check=False,
     )
     assert proc.returncode == 0 and "ledger" in proc.stdout
+
+
+@pytest.mark.sqlite_only(
+    reason="copies the SQLite file into another data directory; on PostgreSQL the same "
+    "mismatch is another deployment's data directory given with --database"
+)
+def test_a_database_opened_with_another_data_directory(filled: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    code, _, err = cli(other, "ledger", "public-key")  # another deployment's secrets
+    assert code == 0, err
+    shutil.copy(filled / "chatledger.db", other / "chatledger.db")
+    code, _, err = cli(other, "ledger", "export", "--out", str(tmp_path / "x.zip"))
+    assert code == 3, err
+    assert "does not unwrap with this data directory's master secret" in err
+    assert "Traceback" not in err and "internal error" not in err
+    code, out, _ = cli(other, "ledger", "verify", "--json")
+    reasons = {p["reason"] for p in json.loads(out)["problems"]}
+    assert code == 3 and {"entry_forged", "payload_key_unreadable"} <= reasons

@@ -176,8 +176,8 @@ def subject_key_table(store: Store, master: MasterSecret | None) -> dict[str, Ke
         if row.wrapped is not None and master is not None:
             try:
                 material = master.unwrap(row.key_ref, row.wrapped)
-            except (InvalidTag, ValueError) as exc:  # re-raised where a payload needs the key
-                material = exc
+            except IntegrityError as exc:  # re-raised where a payload needs the key
+                material = ValueError(exc.message)  # (picklable, for worker processes)
         table[row.key_ref] = (material, row.subject_ref)
     return table
 
@@ -258,7 +258,7 @@ class PayloadChecker:
             return
         try:
             aead, subject_ref = self.key(payload[1])
-        except (InvalidTag, ValueError):
+        except (IntegrityError, InvalidTag, ValueError):
             _add(
                 problems,
                 "the payload's key does not unwrap with this data directory's master secret: "

@@ -16,11 +16,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from chatledger.errors import StorageError
+from chatledger.errors import IntegrityError, StorageError
 
 _REF_CACHE_SIZE = 8192
 SYSTEM_KEY_REF = "system"
@@ -89,7 +90,17 @@ class MasterSecret:
         return nonce + self._wrap.encrypt(nonce, key, key_ref.encode())
 
     def unwrap(self, key_ref: str, wrapped: bytes) -> bytes:
-        return self._wrap.decrypt(wrapped[:12], wrapped[12:], key_ref.encode())
+        try:
+            return self._wrap.decrypt(wrapped[:12], wrapped[12:], key_ref.encode())
+        except (InvalidTag, ValueError):
+            # Not a crash: the usual cause is a database opened with another deployment's
+            # data directory (on PostgreSQL the two are given separately).
+            raise IntegrityError(
+                f"the subject key {key_ref} does not unwrap with this data directory's master "
+                "secret: use the data directory this database was created with, or the key "
+                "was altered in the database",
+                reason="payload_key_unreadable",
+            ) from None
 
 
 class KeyCache:

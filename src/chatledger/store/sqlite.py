@@ -12,6 +12,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,10 +36,26 @@ _ENTRY_COLUMNS = (
 )
 
 
+def _use_wal(conn: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch a fresh file to WAL. The switch needs a lock that SQLite does not wait for
+    through the busy handler: while another process creates the same file, it can fail at
+    once with "database is locked", so it is retried for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+        else:
+            if mode in ("wal", "memory") or attempt == attempts - 1:
+                return
+        time.sleep(0.1)
+
+
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA journal_mode = WAL")
+    _use_wal(conn)
     # FULL: a commit is on disk before append() returns (acknowledged means durable).
     conn.execute("PRAGMA synchronous = FULL")
     # Destroyed keys and erased payloads are overwritten with zeros, not left in free pages.
