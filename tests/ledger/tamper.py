@@ -50,3 +50,19 @@ def rewrite_body(conn: sqlite3.Connection, seq: int, body: bytes, *, update_hash
         )
     else:
         conn.execute("UPDATE ledger_entries SET body = ? WHERE seq = ?", (body, seq))
+
+
+def rewrite_history(conn: sqlite3.Connection, size: int, changed: int) -> None:
+    """Every entry re-hashed and re-linked consistently around a change of entry ``changed``
+    (its outcome), and the stored tree nodes dropped: what only MACs and signatures catch."""
+    prev = "0" * 64
+    for seq in range(size):
+        body = body_of(conn, seq)
+        if seq == changed:
+            body["outcome"] = "failure"
+            conn.execute("UPDATE ledger_entries SET outcome = 'failure' WHERE seq = ?", (seq,))
+        body["prev"] = prev
+        raw = canonical(body)
+        rewrite_body(conn, seq, raw, update_hash=True)
+        prev = merkle.leaf_hash(raw).hex()
+    conn.execute("DELETE FROM ledger_nodes")

@@ -17,7 +17,14 @@ from chatledger.ledger.note import Checkpoint, NoteSigner
 from chatledger.ledger.service import verify_proof_json
 from chatledger.ledger.verify import VerifyReport
 from tests.conftest import LedgerFactory, sample_event
-from tests.ledger.tamper import body_of, canonical, leaf_of, raw_database, rewrite_body
+from tests.ledger.tamper import (
+    body_of,
+    canonical,
+    leaf_of,
+    raw_database,
+    rewrite_body,
+    rewrite_history,
+)
 
 pytestmark = pytest.mark.sqlite_only(
     reason="edits the SQLite file around its triggers; on PostgreSQL: "
@@ -202,17 +209,7 @@ def test_database_replaced_by_an_older_copy(make_ledger: LedgerFactory, tmp_path
 def test_rewritten_history_against_checkpoint(populated: Path, make_ledger: LedgerFactory) -> None:
     """Every entry re-hashed and re-linked consistently: only signatures and MACs catch it."""
     with raw_database(populated) as conn:
-        prev = "0" * 64
-        for seq in range(SIZE):
-            body = body_of(conn, seq)
-            if seq == 3:
-                body["outcome"] = "failure"
-                conn.execute("UPDATE ledger_entries SET outcome = 'failure' WHERE seq = 3")
-            body["prev"] = prev
-            raw = canonical(body)
-            rewrite_body(conn, seq, raw, update_hash=True)
-            prev = merkle.leaf_hash(raw).hex()
-        conn.execute("DELETE FROM ledger_nodes")
+        rewrite_history(conn, SIZE, 3)
     report = verify_again(make_ledger)
     assert_detected(report, "entry_forged", 3)
     assert any(p.reason == "checkpoint_root_mismatch" for p in report.problems)

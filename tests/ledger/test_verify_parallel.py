@@ -22,7 +22,14 @@ from chatledger.ledger.verify import EntryMac, Tuning, VerifyReport, entry_mac_k
 from chatledger.ledger.verify_parallel import ParallelPlan
 from chatledger.privacy.keys import MasterSecret
 from tests.conftest import LedgerFactory, sample_event
-from tests.ledger.tamper import body_of, canonical, leaf_of, raw_database, rewrite_body
+from tests.ledger.tamper import (
+    body_of,
+    canonical,
+    leaf_of,
+    raw_database,
+    rewrite_body,
+    rewrite_history,
+)
 
 SIZE = 70
 SMALL = Tuning(batch=4, parallel_min=0, range_size=8)
@@ -213,17 +220,7 @@ def test_forged_entry_appended_at_the_tail(populated: Path, make_ledger: LedgerF
 @sqlite_only
 def test_rewritten_history(populated: Path, make_ledger: LedgerFactory) -> None:
     with raw_database(populated) as conn:
-        prev = "0" * 64
-        for seq in range(SIZE):
-            body = body_of(conn, seq)
-            if seq == 17:
-                body["outcome"] = "failure"
-                conn.execute("UPDATE ledger_entries SET outcome = 'failure' WHERE seq = 17")
-            body["prev"] = prev
-            raw = canonical(body)
-            rewrite_body(conn, seq, raw, update_hash=True)
-            prev = merkle.leaf_hash(raw).hex()
-        conn.execute("DELETE FROM ledger_nodes")
+        rewrite_history(conn, SIZE, 17)
     report = reports(make_ledger)
     assert first(report) == ("entry_forged", 17)
     assert len(report.problems) == 50  # the checkpoints' mismatches are past the limit
