@@ -9,6 +9,10 @@ baselines measured on the same texts in the same run: NFKC normalisation alone, 
 single compiled regular-expression search. Each text's latency is its fastest of REPEATS
 passes over the corpus, which filters out scheduler noise on a shared machine.
 
+Also the cost of one anomaly observation (a request counted for burst detection) in the
+deployment's shared guard state (a SQLite file, as every server process of a deployment
+uses), beside the same observation counted in this process's memory.
+
 Targets: ≥ 85 % direct, ≥ 70 % indirect, ≤ 3 % false positives, p99 ≤ 2 ms per message.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import re
 import statistics
 import sys
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
@@ -24,8 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from chatledger.guard.anomaly import AnomalyDetector
 from chatledger.guard.detector import InjectionDetector
 from chatledger.guard.evaluation import evaluate_corpora, load_samples
+from chatledger.guard.shared_anomaly import SharedAnomalyCounters
+from chatledger.guard.shared_state import SqliteShared
 
 REPEATS = 5
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "guard-data"
@@ -102,6 +110,11 @@ def main(argv: list[str]) -> int:
     ]:
         print(f"{name:<34}{_pct(values, 0.5):>9.3f}{_pct(values, 0.99):>9.3f}{values[-1]:>9.3f}")
 
+    print("\nanomaly observation (one request counted), 5,000 over 300 keys")
+    print(f"{'':<34}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    for name, values in _anomaly_costs().items():
+        print(f"{name:<34}{_pct(values, 0.5):>9.3f}{_pct(values, 0.99):>9.3f}{values[-1]:>9.3f}")
+
     checks = [
         ("direct ≥ 85 %", direct.rate >= 0.85),
         ("indirect ≥ 70 %", ind_flagged / ind_total >= 0.70),
@@ -110,6 +123,26 @@ def main(argv: list[str]) -> int:
     ]
     print("\n" + "  ".join(f"{name}: {'ok' if ok else 'MISSED'}" for name, ok in checks))
     return 0
+
+
+def _anomaly_costs(count: int = 5000) -> dict[str, list[float]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        shared = AnomalyDetector(shared=SharedAnomalyCounters(SqliteShared(Path(tmp) / "g.db")))
+        detectors = {
+            "shared (SQLite file)": shared,
+            "baseline: in this process": AnomalyDetector(),
+        }
+        costs: dict[str, list[float]] = {}
+        for name, detector in detectors.items():
+            detector.record_request("warm up")
+            values = []
+            for i in range(count):
+                t0 = time.perf_counter()
+                detector.record_request(f"key-{i % 300}")
+                values.append((time.perf_counter() - t0) * 1000)
+            costs[name] = sorted(values)
+        shared.close()
+    return costs
 
 
 if __name__ == "__main__":

@@ -50,16 +50,27 @@ class Platform:
         from chatledger.api.abuse import AbuseControl, limits_from_settings
         from chatledger.chat.erasure import install_on_ledger as install_erasure
         from chatledger.chat.guard_adapter import install_guard
+        from chatledger.guard.anomaly import AnomalyDetector
+        from chatledger.guard.shared_anomaly import SharedAnomalyCounters
         from chatledger.guard.shared_limits import shared_limiter
+        from chatledger.guard.shared_state import shared_db
         from chatledger.privacy.holds import install as install_holds
 
-        adapter = install_guard(platform)
+        # Rate limits and anomaly counts are the deployment's, shared by every process.
+        guard_state = shared_db(ledger.store)
+        anomalies = AnomalyDetector(
+            shared=SharedAnomalyCounters(guard_state), pseudonym=ledger.subject_ref
+        )
+        adapter = install_guard(platform, anomalies)
         install_holds(platform)
         install_erasure(ledger)
         platform.abuse = AbuseControl(
             ledger,
             shared_limiter(
-                ledger.store, limits_from_settings(settings.rate_limits), ledger.subject_ref
+                ledger.store,
+                limits_from_settings(settings.rate_limits),
+                ledger.subject_ref,
+                db=guard_state,
             ),
             adapter.anomalies,
         )
@@ -97,4 +108,5 @@ class Platform:
         self.providers.close()
         if self.abuse is not None:
             self.abuse.limiter.close()
+            self.abuse.anomalies.close()
         self.ledger.close()

@@ -204,8 +204,8 @@ def _reflag(verdict: Verdict, flagged: bool) -> Verdict:
     return dataclasses.replace(verdict, flagged=flagged)
 
 
-def install_guard(platform: Platform) -> GuardAdapter:
-    adapter = GuardAdapter(InjectionDetector(embeddings=None), AnomalyDetector())
+def install_guard(platform: Platform, anomalies: AnomalyDetector | None = None) -> GuardAdapter:
+    adapter = GuardAdapter(InjectionDetector(embeddings=None), anomalies or AnomalyDetector())
     platform.chat.guard = adapter
 
     def chunk_screen(principal: Principal, chatbot_id: str, chunks: list[Chunk]) -> set[int]:

@@ -11,11 +11,15 @@ thresholds (low < medium < high < critical):
 A finding is returned when a key first reaches a level, when it climbs to a higher one,
 and again once per window while it stays there, so a sustained attack keeps showing up
 without one finding per request. State is in memory, per process, bounded by ``max_keys``
-per pattern (least recently seen keys are dropped first).
+per pattern (least recently seen keys are dropped first); given
+:class:`~chatledger.guard.shared_anomaly.SharedAnomalyCounters`, the counts and reports are
+the deployment's, shared by every server process, and the in-memory trackers only stand in
+while that store fails.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
@@ -25,7 +29,11 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from chatledger.errors import InvalidInput
+from chatledger.guard.shared_anomaly import SharedAnomalyCounters
+from chatledger.guard.shared_state import store_errors
 from chatledger.guard.verdict import Verdict
+
+log = logging.getLogger(__name__)
 
 ResourceType = Literal["conversation", "document"]
 
@@ -82,6 +90,11 @@ class Ladder:
         if self.window <= 0 or self.low <= 0 or list(steps) != sorted(steps):
             raise InvalidInput("a ladder needs a positive window and rising thresholds")
 
+    def rank(self, count: int) -> int:
+        """The rank of the severity ``count`` reaches (0: none)."""
+        graded = self.grade(count)
+        return 0 if graded is None else graded[0].rank
+
     def grade(self, count: int) -> tuple[Severity, int] | None:
         for severity, threshold in (
             (Severity.CRITICAL, self.critical),
@@ -105,8 +118,11 @@ class AnomalyThresholds:
 class _Tracker:
     """Sliding-window counts per key for one pattern, with alert de-duplication."""
 
-    def __init__(self, kind: FindingKind, ladder: Ladder, max_keys: int, distinct: bool) -> None:
+    def __init__(
+        self, kind: FindingKind, ladder: Ladder, max_keys: int, distinct: bool, pattern: str = ""
+    ) -> None:
         self.kind = kind
+        self.pattern = pattern or kind.value
         self.ladder = ladder
         self.max_keys = max_keys
         self.distinct = distinct
@@ -146,7 +162,7 @@ class _Tracker:
         graded = self.ladder.grade(count)
         if graded is None:
             return None
-        severity, threshold = graded
+        severity, _ = graded
         last = self.alerted.get(key)
         if (
             last is not None
@@ -155,34 +171,50 @@ class _Tracker:
         ):
             return None  # already reported at this level within the window
         self.alerted[key] = (severity, now)
-        details = {
-            "count": count,
-            "window_seconds": self.ladder.window,
-            "threshold": threshold,
-            **extra,
-        }
-        return Finding(self.kind, severity, key, details)
+        return finding(self.kind, self.ladder, key, count, extra)
+
+
+def finding(
+    kind: FindingKind, ladder: Ladder, key: str, count: int, extra: dict[str, Any]
+) -> Finding:
+    graded = ladder.grade(count)
+    assert graded is not None
+    severity, threshold = graded
+    details = {"count": count, "window_seconds": ladder.window, "threshold": threshold, **extra}
+    return Finding(kind, severity, key, details)
 
 
 class AnomalyDetector:
-    """Thread-safe, in-memory detector of the four patterns; ``clock`` is injectable."""
+    """Thread-safe detector of the four patterns; ``clock`` is injectable.
+
+    Without ``shared`` it counts in memory, for this process; with it, for the deployment
+    (``clock`` then defaults to the wall clock, which all processes share), keys and items
+    stored as ``pseudonym`` of themselves.
+    """
 
     def __init__(
         self,
         thresholds: AnomalyThresholds | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         max_keys: int = 10_000,
+        shared: SharedAnomalyCounters | None = None,
+        pseudonym: Callable[[str], str] | None = None,
     ) -> None:
         if max_keys <= 0:
             raise InvalidInput("max_keys must be positive", details={"max_keys": max_keys})
         t = thresholds or AnomalyThresholds()
-        self._clock = clock
+        self._clock = clock or (time.time if shared is not None else time.monotonic)
         self._lock = threading.Lock()
+        self.shared = shared
+        self._pseudonym = pseudonym
+        self._failing = False
         self._burst = _Tracker(FindingKind.BURST, t.burst, max_keys, distinct=False)
         self._enumeration = {
-            "conversation": _Tracker(FindingKind.ENUMERATION, t.enumeration, max_keys, True),
-            "document": _Tracker(FindingKind.ENUMERATION, t.enumeration, max_keys, True),
+            kind: _Tracker(
+                FindingKind.ENUMERATION, t.enumeration, max_keys, True, f"enumeration:{kind}"
+            )
+            for kind in ("conversation", "document")
         }
         self._injection = _Tracker(
             FindingKind.REPEATED_INJECTION, t.repeated_injection, max_keys, distinct=False
@@ -196,9 +228,43 @@ class AnomalyDetector:
         self, tracker: _Tracker, key: str, now: float | None, item: str | None = None, **extra: Any
     ) -> list[Finding]:
         at = self._now(now)
+        if self.shared is not None:
+            try:
+                return self._observe_shared(self.shared, tracker, key, at, item, extra)
+            except _STORE_ERRORS as exc:
+                if not self._failing:
+                    log.error("shared anomaly counters unavailable, counting here: %s", exc)
+                    self._failing = True
         with self._lock:
-            finding = tracker.observe(key, at, item, extra)
-        return [finding] if finding is not None else []
+            found = tracker.observe(key, at, item, extra)
+        return [found] if found is not None else []
+
+    def _observe_shared(
+        self,
+        shared: SharedAnomalyCounters,
+        tracker: _Tracker,
+        key: str,
+        at: float,
+        item: str | None,
+        extra: dict[str, Any],
+    ) -> list[Finding]:
+        ladder = tracker.ladder
+        seen = shared.observe(
+            tracker.pattern,
+            self._stored(f"anomaly:{tracker.pattern}:{key}"),
+            None if item is None else self._stored(f"anomaly-item:{item}"),
+            at,
+            ladder.window,
+            ladder.critical + 1,  # never need to count beyond critical
+            ladder.rank,
+        )
+        self._failing = False
+        if not seen.report:
+            return []
+        return [finding(tracker.kind, ladder, key, seen.count, extra)]
+
+    def _stored(self, value: str) -> str:
+        return self._pseudonym(value) if self._pseudonym is not None else value
 
     def record_request(self, key: str, *, now: float | None = None) -> list[Finding]:
         """One request by ``key`` (an IP, visitor id or API key id)."""
@@ -233,6 +299,15 @@ class AnomalyDetector:
 
     def tracked_keys(self) -> int:
         """How many keys are held across all patterns (for memory checks)."""
+        if self.shared is not None and not self._failing:
+            return self.shared.keys()
         with self._lock:
             trackers = [self._burst, self._injection, self._logins, *self._enumeration.values()]
             return sum(len(t.events) for t in trackers)
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+
+
+_STORE_ERRORS = store_errors()

@@ -2,44 +2,40 @@
 
 :class:`~chatledger.guard.ratelimit.RateLimiter` keeps its buckets in one process; with
 ``chatledger serve --workers N`` (or several servers on one PostgreSQL database) each process
-would grant the full limit, N times over. Here a bucket is one row that every process
-updates with a single atomic upsert, so the limit holds for the deployment:
+would grant the full limit, N times over. Here a bucket is one row of the deployment's shared
+guard state (:mod:`chatledger.guard.shared_state`) that every process updates with a single
+atomic upsert, so the limit holds for the deployment.
 
-- SQLite: a small file of its own beside the database (``rate_limits.db``), so that a check
-  never waits behind a ledger commit. Writers of different processes take turns through a
-  file lock, which wakes the next one at once (SQLite's busy handler sleeps in steps).
-- PostgreSQL: an UNLOGGED table in the ledger's schema (the application role may create
-  the platform's own tables), on a connection of its own; the row lock makes the upsert exact.
-
-Buckets are transient state, not part of the record: nothing here is versioned with the
-schema, and losing the table (a crash of an UNLOGGED table, a deleted file) only refills
-every bucket. A bucket is stored under a keyed pseudonym of its key, never the client's
-address, visitor id or session id itself. Time is the wall clock, which every process and
-machine shares. If the shared store fails, checks fall back to this process's own buckets
-rather than refusing everything.
+A bucket is stored under a keyed pseudonym of its key, never the client's address, visitor
+id or session id itself. Time is the wall clock, which every process and machine shares. If
+the shared store fails, checks fall back to this process's own buckets rather than refusing
+everything.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import math
-import os
-import re
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from chatledger.errors import ChatLedgerError, InvalidInput, RateLimited
+from chatledger.errors import InvalidInput, RateLimited
 from chatledger.guard.ratelimit import LimitKind, RateLimit, RateLimiter
+from chatledger.guard.shared_state import (
+    SQLITE_FILE,
+    PostgresShared,
+    SharedDb,
+    SqliteShared,
+    shared_db,
+    store_errors,
+)
 
 log = logging.getLogger(__name__)
 
-SQLITE_FILE = "rate_limits.db"
+__all__ = ["SQLITE_FILE", "Buckets", "PostgresBuckets", "SharedRateLimiter", "SqliteBuckets"]
+
 _SWEEP_EVERY = 1000
 
 # One statement takes ``cost`` tokens if the refilled bucket holds them (or refuses and keeps
@@ -55,16 +51,6 @@ ON CONFLICT (kind, key) DO UPDATE SET
 RETURNING tokens, refused
 """
 _PEEK = "SELECT tokens, at FROM rate_buckets WHERE kind = :kind AND key = :key"
-_TABLE = """
-CREATE {unlogged} TABLE IF NOT EXISTS rate_buckets (
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL,
-    tokens DOUBLE PRECISION NOT NULL,
-    at DOUBLE PRECISION NOT NULL,
-    refused INTEGER NOT NULL,
-    PRIMARY KEY (kind, key)
-)
-"""
 
 
 def _take_sql(least: str, greatest: str) -> str:
@@ -72,136 +58,52 @@ def _take_sql(least: str, greatest: str) -> str:
     return _TAKE.format(refilled=refilled, greatest=greatest)
 
 
-class Buckets(Protocol):
-    """Where shared buckets live."""
+class Buckets:
+    """Shared buckets: rows of ``rate_buckets`` in the deployment's shared guard state."""
 
-    def take(self, params: dict[str, Any]) -> tuple[float, bool]: ...
-
-    def peek(self, kind: str, key: str) -> tuple[float, float] | None: ...
-
-    def delete(self, kind: str | None, key: str | None, idle_before: float | None) -> None: ...
-
-    def count(self) -> int: ...
-
-    def close(self) -> None: ...
-
-
-class SqliteBuckets:
-    """Buckets in a SQLite file of their own (opened on first use)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._file_lock = -1
-        self._take = _take_sql("MIN", "MAX")
-
-    def _db(self) -> sqlite3.Connection:
-        """This file's connection (call with ``_lock`` held)."""
-        if self._conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = OFF")  # transient: a lost write refills
-            conn.execute("PRAGMA secure_delete = ON")
-            self._file_lock = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            self._conn = conn
-            self._locked(lambda c: c.execute(_TABLE.format(unlogged="")))
-        return self._conn
-
-    def _locked(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        assert self._conn is not None
-        fcntl.flock(self._file_lock, fcntl.LOCK_EX)
-        try:
-            return fn(self._conn)
-        finally:
-            fcntl.flock(self._file_lock, fcntl.LOCK_UN)
-
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._lock:
-            self._db()
-            return self._locked(fn)
+    def __init__(self, db: SharedDb, least: str, greatest: str) -> None:
+        self.db = db
+        self._take = _take_sql(least, greatest)
 
     def take(self, params: dict[str, Any]) -> tuple[float, bool]:
-        row = self._write(lambda c: c.execute(self._take, params).fetchone())
+        row = self.db.write_one(self._take, params)[0]
         return float(row[0]), bool(row[1])
 
     def peek(self, kind: str, key: str) -> tuple[float, float] | None:
-        with self._lock:
-            row = self._db().execute(_PEEK, {"kind": kind, "key": key}).fetchone()
-        return None if row is None else (float(row[0]), float(row[1]))
-
-    def delete(self, kind: str | None, key: str | None, idle_before: float | None) -> None:
-        sql, params = _delete_sql(kind, key, idle_before)
-        self._write(lambda c: c.execute(sql, params))
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db().execute("SELECT COUNT(*) FROM rate_buckets").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                os.close(self._file_lock)
-                self._conn = None
-
-
-class PostgresBuckets:
-    """Buckets in an UNLOGGED table of the ledger's schema, on a connection of their own."""
-
-    def __init__(self, connect: Callable[[], Any]) -> None:
-        self._connect = connect
-        self._conn: Any = None
-        self._lock = threading.Lock()
-        self._take = _named(_take_sql("LEAST", "GREATEST"))
-
-    def _run(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with self._lock:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                conn = self._connect()
-                # (Another process may create it at the same moment.)
-                with contextlib.suppress(
-                    psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable
-                ):
-                    conn.execute(_TABLE.format(unlogged="UNLOGGED"))
-                self._conn = conn
-            try:
-                cur = self._conn.execute(sql, params)
-                return cur.fetchall() if cur.description is not None else []
-            except psycopg.Error:
-                if self._conn.broken:
-                    self._conn.close()
-                    self._conn = None
-                raise
-
-    def take(self, params: dict[str, Any]) -> tuple[float, bool]:
-        row = self._run(self._take, params)[0]
-        return float(row[0]), bool(row[1])
-
-    def peek(self, kind: str, key: str) -> tuple[float, float] | None:
-        rows = self._run(_named(_PEEK), {"kind": kind, "key": key})
+        rows = self.db.read(lambda run: run(_PEEK, {"kind": kind, "key": key}))
         return None if not rows else (float(rows[0][0]), float(rows[0][1]))
 
     def delete(self, kind: str | None, key: str | None, idle_before: float | None) -> None:
         sql, params = _delete_sql(kind, key, idle_before)
-        self._run(_named(sql), params)
+        self.db.write_one(sql, params)
 
     def count(self) -> int:
-        return int(self._run("SELECT COUNT(*) FROM rate_buckets", {})[0][0])
+        return int(self.db.read(lambda run: run("SELECT COUNT(*) FROM rate_buckets", {}))[0][0])
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self.db.close()
 
 
-def _named(sql: str) -> str:
-    """``:name`` placeholders (sqlite3's) as psycopg's ``%(name)s``."""
-    return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)
+class SqliteBuckets(Buckets):
+    """Buckets in the SQLite file of shared guard state at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(SqliteShared(path), "MIN", "MAX")
+        self.path = path
+
+
+class PostgresBuckets(Buckets):
+    """Buckets in an UNLOGGED table of the ledger's schema."""
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        super().__init__(PostgresShared(connect), "LEAST", "GREATEST")
+
+
+def buckets_on(db: SharedDb) -> Buckets:
+    """Buckets kept in ``db``."""
+    if isinstance(db, PostgresShared):
+        return Buckets(db, "LEAST", "GREATEST")
+    return Buckets(db, "MIN", "MAX")
 
 
 def _delete_sql(
@@ -314,39 +216,16 @@ class SharedRateLimiter(RateLimiter):
             self._failing = True
 
 
-def _pg_error() -> type[BaseException]:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a dependency
-        return OSError
-    return psycopg.Error
-
-
-_STORE_ERRORS: tuple[type[BaseException], ...] = (
-    sqlite3.Error,
-    OSError,
-    ChatLedgerError,
-    _pg_error(),
-)
+_STORE_ERRORS = store_errors()
 
 
 def shared_limiter(
     store: Any,
     limits: Mapping[LimitKind, RateLimit],
     pseudonym: Callable[[str], str] | None = None,
+    db: SharedDb | None = None,
 ) -> SharedRateLimiter:
-    """The limiter for a platform on ``store`` (SQLite file or PostgreSQL schema); buckets
-    are stored under ``pseudonym`` of their keys."""
-    if getattr(store, "dialect", "") == "postgresql":
-        url = str(store.url)
-
-        def connect() -> Any:
-            import psycopg
-
-            return psycopg.connect(
-                url, autocommit=True, application_name="chatledger-ratelimits", connect_timeout=10
-            )
-
-        return SharedRateLimiter(PostgresBuckets(connect), limits, pseudonym=pseudonym)
-    path = Path(store.path).with_name(SQLITE_FILE)
-    return SharedRateLimiter(SqliteBuckets(path), limits, pseudonym=pseudonym)
+    """The limiter for a platform on ``store`` (SQLite file or PostgreSQL schema), its
+    buckets in ``db`` (the deployment's shared guard state by default) under ``pseudonym``
+    of their keys."""
+    return SharedRateLimiter(buckets_on(db or shared_db(store)), limits, pseudonym=pseudonym)
