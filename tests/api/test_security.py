@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from chatledger.identity.principal import system_principal
+from chatledger.errors import Conflict, Forbidden
+from chatledger.events import Actor, Event
+from chatledger.identity.principal import Principal, system_principal
+from chatledger.identity.roles import Role
+from chatledger.ledger.service import Record
+from chatledger.ledger.writer import WorkContext
 from tests.api.server import LiveServer, live_server
 
 PASSWORD = "correct horse battery staple"
@@ -192,3 +198,96 @@ def test_poisoned_document_under_each_policy(
             if e.action == "guard.injection_detected"
         ]
         assert "retrieval" in stages and "ingestion" in stages
+
+
+def records(server: LiveServer, action: str, since: int = 0) -> list[Record]:
+    ledger = server.platform.ledger
+    return [r for r in ledger.records(since, ledger.size()) if r.entry.action == action]
+
+
+def test_guessed_keys_count_as_failed_logins_and_addresses_stay_out_of_the_envelope(
+    server: LiveServer,
+) -> None:
+    for i in range(5):
+        forged = f"clk_{i:016x}_not-a-real-secret"
+        response = httpx.get(
+            f"{server.url}/api/v1/chatbots", headers={"authorization": f"Bearer {forged}"}
+        )
+        assert response.status_code == 401
+    (finding,) = records(server, "guard.anomaly")
+    assert finding.entry.attributes["kind"] == "failed_logins"
+    assert finding.entry.attributes["severity"] == "low"
+    # the address is named by its pseudonym in the (unerasable) envelope, and kept only in
+    # the payload, which retention and erasure reach
+    assert "127.0.0.1" not in json.dumps([finding.entry.entity, finding.entry.attributes])
+    assert finding.entry.attributes["key"] == server.platform.ledger.anonymous_actor("127.0.0.1").id
+    assert finding.payload == {"ip": "127.0.0.1"}
+
+
+def test_an_ip_rate_limit_names_the_address_by_its_pseudonym(tmp_path: Path) -> None:
+    with live_server(tmp_path / "data", rate_limits={"ip": [3, 60]}) as server:
+        with server.client() as api:
+            statuses = [api.get("/chatbots").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        (refusal,) = records(server, "guard.rate_limited")
+    envelope = json.dumps([refusal.entry.entity, refusal.entry.attributes])
+    assert "127.0.0.1" not in envelope
+    assert refusal.payload == {"ip": "127.0.0.1"}
+
+
+@pytest.mark.parametrize("kind", ["conversation", "document"])
+def test_probing_unknown_ids_is_enumeration(server: LiveServer, kind: str) -> None:
+    with server.client(server.key("admin")) as api:
+        for i in range(15):
+            if kind == "conversation":
+                response = api.get(f"/conversations/conv_{i:012x}")
+            else:
+                response = api.delete(f"/documents/doc_{i:012x}")
+            assert response.status_code == 404
+    (finding,) = records(server, "guard.anomaly")
+    assert finding.entry.attributes["kind"] == "enumeration"
+    assert finding.entry.attributes["resource"] == kind
+    assert finding.entry.attributes["details"]["count"] == 15
+
+
+def test_only_an_owner_grants_or_takes_away_the_owner_role(server: LiveServer) -> None:
+    identity = server.platform.identity
+    system = system_principal(server.workspace_id)
+    owner = identity.create_user(system, email="o@example.com", password=PASSWORD, role="owner")
+    admin = identity.create_user(system, email="a@example.com", password=PASSWORD, role="admin")
+    as_admin = Principal(Actor("user", admin, "admin"), server.workspace_id, Role.ADMIN, "session")
+    before = server.platform.ledger.size()
+    for attempt in (
+        lambda: identity.set_role(as_admin, admin, "owner"),  # promote itself
+        lambda: identity.set_role(as_admin, owner, "viewer"),  # demote the owner
+        lambda: identity.create_user(
+            as_admin, email="x@example.com", password=PASSWORD, role="owner"
+        ),
+    ):
+        with pytest.raises(Forbidden):
+            attempt()
+    assert server.platform.ledger.size() == before  # nothing changed
+    as_owner = Principal(Actor("user", owner, "owner"), server.workspace_id, Role.OWNER, "session")
+    identity.set_role(as_owner, admin, "owner")
+    identity.set_role(as_owner, admin, "admin")
+    with pytest.raises(Conflict):  # the last owner stays
+        identity.set_role(as_owner, owner, "admin")
+
+
+def test_an_expired_session_is_refused_and_recorded(server: LiveServer, user: str) -> None:
+    token = login(server, PASSWORD).json()["token"]
+
+    def expire(ctx: WorkContext) -> tuple[None, list[Event]]:
+        ctx.txn.execute("UPDATE sessions SET expires_at = ?", ("2020-01-01T00:00:00.000000Z",))
+        return None, []
+
+    server.platform.ledger.transact(expire)
+    before = server.platform.ledger.size()
+    response = httpx.get(
+        f"{server.url}/api/v1/chatbots", headers={"authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert "expired" in response.json()["error"]["message"]
+    (expired,) = records(server, "auth.session_expired", before)
+    assert expired.entry.actor["id"] == user
+    assert expired.payload == {"ip": "127.0.0.1"}

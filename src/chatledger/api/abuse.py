@@ -55,11 +55,11 @@ class AbuseControl:
                     Event(
                         "guard.rate_limited",
                         actor or self.ledger.anonymous_actor(ip),
-                        Entity("rate_limit", f"{kind}:{key}"[:200]),
+                        Entity("rate_limit", f"{kind}:{self._named(kind, key)}"[:200]),
                         Outcome.BLOCKED,
                         attributes={
                             "kind": kind,
-                            "key": key if kind != "ip" else "[ip]",
+                            "key": self._named(kind, key),
                             "retry_after": exc.retry_after,
                             "path": path[:300],
                             "limit": exc.details.get("limit"),
@@ -81,25 +81,40 @@ class AbuseControl:
         self._findings(found, principal, {"resource": resource})
 
     def observe_failed_login(self, ip: str | None) -> None:
-        self._findings(self.anomalies.record_failed_login(ip or "unknown"), None, {})
+        found = self.anomalies.record_failed_login(ip or "unknown")
+        self._findings(found, None, {}, address=ip or "unknown")
+
+    def _named(self, kind: str, key: str) -> str:
+        """How the record names a limited or observed key: an address only by its keyed
+        pseudonym (the ledger cannot be edited, so personal data goes only in payloads,
+        where erasure and retention reach it)."""
+        return self.ledger.anonymous_actor(key).id if kind == "ip" else key
 
     def _findings(
-        self, findings: list[Finding], principal: Principal | None, extra: dict[str, Any]
+        self,
+        findings: list[Finding],
+        principal: Principal | None,
+        extra: dict[str, Any],
+        *,
+        address: str | None = None,
     ) -> None:
-        events = [
-            Event(
-                "guard.anomaly",
-                principal.actor if principal else SYSTEM,
-                Entity("anomaly", f"{f.kind.value}:{f.key}"[:200]),
-                Outcome.FLAGGED,
-                attributes={
-                    **extra,
-                    "kind": f.kind.value,
-                    "severity": f.severity.value,
-                    "key": f.key,
-                    "details": f.details,
-                },
+        events = []
+        for f in findings:
+            key = self._named("ip", f.key) if address is not None else f.key
+            events.append(
+                Event(
+                    "guard.anomaly",
+                    principal.actor if principal else SYSTEM,
+                    Entity("anomaly", f"{f.kind.value}:{key}"[:200]),
+                    Outcome.FLAGGED,
+                    attributes={
+                        **extra,
+                        "kind": f.kind.value,
+                        "severity": f.severity.value,
+                        "key": key,
+                        "details": f.details,
+                    },
+                    payload={"ip": address} if address not in (None, "unknown") else None,
+                )
             )
-            for f in findings
-        ]
         self._record(events)

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from chatledger.errors import ChatLedgerError, Forbidden, Unauthenticated
 from chatledger.events import Entity, Event, Outcome
 from chatledger.identity.principal import Principal
-from chatledger.identity.service import KEY_PREFIX, SESSION_PREFIX
+from chatledger.identity.service import SESSION_PREFIX
 from chatledger.platform import Platform
 
 SESSION_COOKIE = "chatledger_session"
@@ -67,12 +67,15 @@ def _authenticate(platform: Platform, request: Request, ip: str | None) -> Princ
         if scheme.lower() != "bearer" or not token:
             _record_missing(platform, request, "malformed_authorization")
             raise Unauthenticated("use 'Authorization: Bearer <api key>'")
-        if token.startswith(SESSION_PREFIX):
-            principal = platform.identity.authenticate_session(token, ip=ip).principal
-        elif token.startswith(KEY_PREFIX):
-            principal = platform.identity.authenticate_key(token, ip=ip)
-        else:
-            principal = platform.identity.authenticate_key(token, ip=ip)  # records the failure
+        try:
+            if token.startswith(SESSION_PREFIX):
+                principal = platform.identity.authenticate_session(token, ip=ip).principal
+            else:  # an API key, or not a credential at all (the failure is recorded)
+                principal = platform.identity.authenticate_key(token, ip=ip)
+        except Unauthenticated:
+            # Guessing keys or sessions from one address is a failed-login pattern too.
+            platform.abuse.observe_failed_login(ip)
+            raise
         request.state.principal = principal
         return principal
     cookie = request.cookies.get(SESSION_COOKIE)

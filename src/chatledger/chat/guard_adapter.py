@@ -205,7 +205,9 @@ def _reflag(verdict: Verdict, flagged: bool) -> Verdict:
 
 
 def install_guard(platform: Platform, anomalies: AnomalyDetector | None = None) -> GuardAdapter:
-    adapter = GuardAdapter(InjectionDetector(embeddings=None), anomalies or AnomalyDetector())
+    # The similarity layer joins the rules when the embeddings extra is installed (loaded from
+    # disk on first use; CHATLEDGER_GUARD_EMBEDDINGS=off leaves it out).
+    adapter = GuardAdapter(InjectionDetector(embeddings="auto"), anomalies or AnomalyDetector())
     platform.chat.guard = adapter
 
     def chunk_screen(principal: Principal, chatbot_id: str, chunks: list[Chunk]) -> set[int]:

@@ -282,11 +282,9 @@ class ChatService:
             ]
 
         self.ledger.transact(work)
-        return self.get(principal, conversation_id, record_view=False)
+        return self.get(principal, conversation_id)
 
-    def get(
-        self, principal: Principal, conversation_id: str, *, record_view: bool = True
-    ) -> Conversation:
+    def get(self, principal: Principal, conversation_id: str) -> Conversation:
         conv = self.find(conversation_id)
         if conv is None:
             raise NotFound(f"no conversation {conversation_id}")
@@ -325,7 +323,7 @@ class ChatService:
     ) -> tuple[Conversation, Chatbot, str, PendingCommit, Screening, list[Attachment]]:
         """Check and screen a visitor's message and queue its transaction; the caller waits
         for the returned commit (:meth:`_committed`) before anything leaves the process."""
-        conv = self.get(principal, conversation_id, record_view=False)
+        conv = self.get(principal, conversation_id)
         self._require_chat(principal, conv.chatbot_id)
         if conv.ended_at:
             raise Conflict("the conversation has ended")
@@ -742,7 +740,7 @@ class ChatService:
         )
         if not rows:
             raise NotFound(f"no message {message_id}")
-        conv = self.get(principal, rows[0][0], record_view=False)
+        conv = self.get(principal, rows[0][0])
         self._require_chat(principal, conv.chatbot_id)
         if rows[0][1] != "assistant":
             raise InvalidInput("feedback is given on answers (ids starting with ans_)")
@@ -774,7 +772,7 @@ class ChatService:
     def update(
         self, principal: Principal, conversation_id: str, changes: dict[str, Any]
     ) -> Conversation:
-        conv = self.get(principal, conversation_id, record_view=False)
+        conv = self.get(principal, conversation_id)
         if principal.via == "widget":
             allowed = {"ended"}
         else:
@@ -797,7 +795,7 @@ class ChatService:
         if ended is not None and not isinstance(ended, bool):
             raise InvalidInput("ended must be true or false")
         self._apply(principal.actor, conv, resolution, tags, bool(ended), reason="set")
-        return self.get(principal, conversation_id, record_view=False)
+        return self.get(principal, conversation_id)
 
     def _apply(
         self,

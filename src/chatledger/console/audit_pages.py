@@ -298,9 +298,10 @@ def _pretty(value: Any) -> str:
 @router.get("/console/conversations/{conversation_id}")
 def replay(conversation_id: str, ctx: CtxDep) -> Response:
     platform = ctx.platform
+    # Counted before the lookup: probing ids that do not exist is enumeration too.
+    platform.abuse.observe_access(ctx.principal, "conversation", conversation_id)
     conv = platform.chat.get(ctx.principal, conversation_id)
     require(ctx.principal, Permission.CONVERSATION_READ, "conversation", conversation_id)
-    platform.abuse.observe_access(ctx.principal, "conversation", conv.id)
     result = replay_conversation(platform.ledger, conv.id)
     _record(
         ctx,

@@ -64,7 +64,7 @@ async def send(chatbot_id: str, ctx: CtxDep) -> Response:
         )
         conversation_id = conv.id
     else:
-        conv = chat.get(ctx.principal, conversation_id, record_view=False)
+        conv = chat.get(ctx.principal, conversation_id)
         if conv.chatbot_id != chatbot_id:
             raise InvalidInput("that conversation belongs to another chatbot")
     result = await run_in_threadpool(chat.send, ctx.principal, conversation_id, text)

@@ -249,6 +249,7 @@ def _documents(ctx: Ctx, bot: Chatbot) -> list[dict[str, Any]]:
 
 @router.get("/console/chatbots/{chatbot_id}/documents")
 def documents(chatbot_id: str, ctx: CtxDep) -> Response:
+    ctx.platform.abuse.observe_access(ctx.principal, "document", f"{chatbot_id}/*")
     bot = ctx.platform.chatbots.get(ctx.principal, chatbot_id)
     context = {
         "bot": bot,
@@ -332,6 +333,7 @@ def _document_row(ctx: Ctx, document_id: str) -> dict[str, Any]:
 
 @router.get("/console/documents/{document_id}/delete")
 def confirm_delete(document_id: str, ctx: CtxDep) -> Response:
+    ctx.platform.abuse.observe_access(ctx.principal, "document", document_id)
     require(ctx.principal, Permission.DOCUMENT_WRITE, "document", document_id)
     doc = _document_row(ctx, document_id)
     return render(ctx.request, "document_delete.html", {"doc": doc}, ctx=ctx)
@@ -339,6 +341,7 @@ def confirm_delete(document_id: str, ctx: CtxDep) -> Response:
 
 @router.post("/console/documents/{document_id}/delete")
 async def delete_document(document_id: str, ctx: CtxDep) -> Response:
+    ctx.platform.abuse.observe_access(ctx.principal, "document", document_id)
     doc = _document_row(ctx, document_id)
     await run_in_threadpool(ctx.platform.documents.delete, ctx.principal, document_id)
     return redirect(ctx.request, f"/console/chatbots/{doc['chatbot_id']}/documents?notice=deleted")

@@ -322,6 +322,7 @@ class IdentityService:
     ) -> str:
         require(principal, Permission.USERS_MANAGE, "user", email)
         chosen = _role(role)
+        _owner_only(principal, chosen, None, "user", email)
         email = email.strip().lower()
         if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
             raise InvalidInput("email is not a valid address")
@@ -373,6 +374,14 @@ class IdentityService:
             if not rows:
                 raise NotFound(f"no user {user_id} in this workspace")
             before = rows[0][0]
+            _owner_only(principal, chosen, before, "user", user_id)
+            if before == Role.OWNER.value and chosen is not Role.OWNER:
+                owners = ctx.txn.execute(
+                    "SELECT COUNT(*) FROM memberships WHERE workspace_id = ? AND role = ?",
+                    (principal.workspace_id, Role.OWNER.value),
+                )
+                if owners[0][0] <= 1:
+                    raise Conflict("a workspace keeps at least one owner")
             ctx.txn.execute(
                 "UPDATE memberships SET role = ? WHERE user_id = ? AND workspace_id = ?",
                 (chosen.value, user_id, principal.workspace_id),
@@ -492,6 +501,17 @@ class IdentityService:
             raise Unauthenticated("not logged in")
         user_id, workspace, role, csrf, expires, _ = rows[0]
         if _parse_ts(expires) <= _now():
+            self.ledger.append(
+                Event(
+                    "auth.session_expired",
+                    Actor("user", user_id, role),
+                    Entity("user", user_id),
+                    Outcome.DENIED,
+                    subject=user_id,
+                    attributes={"workspace_id": workspace, "expired_at": expires},
+                    payload={"ip": ip} if ip else None,
+                )
+            )
             raise Unauthenticated("the session has expired: log in again")
         principal = Principal(
             Actor("user", user_id, role), workspace, Role(role), "session", user_id, ip
@@ -534,6 +554,20 @@ def same_workspace(
         raise Forbidden(
             f"this {entity_type} belongs to another workspace",
             details={"entity_type": entity_type, "entity_id": entity_id, "reason": "workspace"},
+        )
+
+
+def _owner_only(
+    principal: Principal, chosen: Role, before: str | None, entity_type: str, entity_id: str
+) -> None:
+    """Only an owner (or the operator's CLI) grants or takes away the owner role: otherwise an
+    admin could make itself, or anyone, an owner."""
+    if principal.via == "system" or principal.role is Role.OWNER:
+        return
+    if chosen is Role.OWNER or before == Role.OWNER.value:
+        raise Forbidden(
+            "only an owner can grant or remove the owner role",
+            details={"permission": "owner", "entity_type": entity_type, "entity_id": entity_id},
         )
 
 

@@ -122,9 +122,10 @@ def update_conversation(
 def get_conversation(
     conversation_id: str, principal: CurrentPrincipal, platform: PlatformDep
 ) -> dict[str, Any]:
+    # Counted before the lookup: probing ids that do not exist is enumeration too.
+    platform.abuse.observe_access(principal, "conversation", conversation_id)
     conv = platform.chat.get(principal, conversation_id)
     platform.chat.require_read(principal, conv)
-    platform.abuse.observe_access(principal, "conversation", conv.id)
     return conv.to_json()
 
 
@@ -134,9 +135,9 @@ def replay(
 ) -> dict[str, Any]:
     """The conversation as recorded in the ledger, with sources as they were. Recorded as a
     transcript access."""
+    platform.abuse.observe_access(principal, "conversation", conversation_id)
     conv = platform.chat.get(principal, conversation_id)
     require(principal, Permission.CONVERSATION_READ, "conversation", conversation_id)
-    platform.abuse.observe_access(principal, "conversation", conv.id)
     result = replay_conversation(platform.ledger, conv.id)
     platform.ledger.append(
         Event(

@@ -42,6 +42,9 @@ async def upload_document(
 def list_documents(
     chatbot_id: str, principal: CurrentPrincipal, platform: PlatformDep
 ) -> dict[str, Any]:
+    # A chatbot's documents, read as a collection: walking many chatbots' collections is
+    # document enumeration (counted before the lookup, so unknown ids count too).
+    platform.abuse.observe_access(principal, "document", f"{chatbot_id}/*")
     return {"items": platform.documents.list_documents(principal, chatbot_id), "next_cursor": None}
 
 
@@ -49,5 +52,6 @@ def list_documents(
 def delete_document(
     document_id: str, principal: CurrentPrincipal, platform: PlatformDep
 ) -> Response:
+    platform.abuse.observe_access(principal, "document", document_id)
     platform.documents.delete(principal, document_id)
     return Response(status_code=204)
