@@ -98,6 +98,10 @@ def all_pages(ledger: Ledger, filters: Filters, **kw: Any) -> list[int]:
 
 def test_filters_match_a_plain_scan(ledger: Ledger) -> None:
     ledger.append_many(mixed(200))
+    ledger.append_many(  # free-form actions, which only the index knows
+        Event(f"custom.{name}", Actor("system", "crm"), Entity("ticket", f"t{i}"))
+        for i, name in enumerate(["refund_issued", "zeta", "refund_issued"])
+    )
     bodies = [e.to_json() for e in ledger.entries(0, ledger.size())]
 
     def expect(pred: Any) -> list[int]:
@@ -117,6 +121,11 @@ def test_filters_match_a_plain_scan(ledger: Ledger) -> None:
         ({"severity": "high"}, lambda b: b["attributes"].get("severity") == "high"),
         ({"role": "editor", "severity": "low"}, lambda b: b["actor"].get("role") == "editor" and b["attributes"].get("severity") == "low"),  # noqa: E501
         ({"action": "nothing.*"}, lambda b: False),
+        ({"action": "custom.*"}, lambda b: b["action"].startswith("custom.")),
+        ({"action": "custom.refund*"}, lambda b: b["action"] == "custom.refund_issued"),
+        ({"action": "c*"}, lambda b: b["action"].startswith("c")),
+        ({"action": "cu*,gu*"}, lambda b: b["action"][:2] in ("cu", "gu")),
+        ({"category": "custom"}, lambda b: b["category"] == "custom"),
     ]  # fmt: skip
     for raw, pred in cases:
         filters = Filters.parse(**raw)  # type: ignore[arg-type]

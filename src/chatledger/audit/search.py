@@ -41,6 +41,8 @@ from chatledger.ledger.entry import utc_timestamp
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import Receipt
 
+_CUSTOM_LO, _CUSTOM_HI = "custom.", "custom/"  # the range of the free-form actions
+
 ORDERS = ("newest", "oldest")
 MAX_LIMIT = 200
 FIRST_WINDOW = 4096
@@ -329,6 +331,17 @@ class Scanner:
             found.append(current)
         return found
 
+    def _actions_with_prefix(self, prefix: str) -> set[str]:
+        """Every action that starts with ``prefix``. The vocabulary is closed except for
+        ``custom.*`` actions, so only those are looked up in the index (on PostgreSQL a
+        look-up visits every distinct action of every partition)."""
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        found = {action for action in ACTIONS if prefix <= action < upper}
+        lo, hi = max(prefix, _CUSTOM_LO), min(upper, _CUSTOM_HI)
+        if lo < hi:
+            found.update(self._distinct("action", "audit_entries_action", lo, hi))
+        return found
+
     def _distinct_pg(self, column: str, lo: str, hi: str | None) -> list[str]:
         """The same on PostgreSQL, in one statement (a loose index scan). Every value is
         visited and the range applied here, bytewise as on SQLite: the database's collation
@@ -398,8 +411,7 @@ class Scanner:
         if f.actions or f.action_prefixes:
             actions = set(f.actions)
             for prefix in f.action_prefixes:
-                upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-                actions.update(self._distinct("action", "audit_entries_action", prefix, upper))
+                actions.update(self._actions_with_prefix(prefix))
             if not actions:
                 self.empty = True
             else:
@@ -418,7 +430,7 @@ class Scanner:
                 actions = {a for a, c in ACTIONS.items() if c.value in f.categories}
                 if Category.CUSTOM.value in f.categories:
                     actions.update(
-                        self._distinct("action", "audit_entries_action", "custom.", "custom/")
+                        self._distinct("action", "audit_entries_action", _CUSTOM_LO, _CUSTOM_HI)
                     )
                 if not actions:
                     self.empty = True
