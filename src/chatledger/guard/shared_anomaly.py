@@ -54,7 +54,7 @@ class Observation:
     count: int
     """Observations (or distinct items) of this key in the window, at most ``cap``."""
     report: bool
-    """Whether this process reports the level ``rank`` now (no other process has)."""
+    """Whether this process reports the level the count reaches now (no process has yet)."""
 
 
 class SharedAnomalyCounters:
