@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chatledger.guard.policy import SAFE_REPLY
+
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -44,9 +46,7 @@ class GuardrailSettings(BaseModel):
     injection_policy: Literal["log", "warn", "block"] = "block"
     injection_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     max_message_chars: int = Field(default=4000, ge=1, le=100_000)
-    blocked_reply: str = Field(
-        default="Sorry, I can't help with that request.", min_length=1, max_length=1000
-    )
+    blocked_reply: str = Field(default=SAFE_REPLY, min_length=1, max_length=1000)
 
 
 class AccessSettings(BaseModel):

@@ -17,10 +17,8 @@ from typing import Any, Generic, TypeVar
 from chatledger.errors import InvalidInput
 from chatledger.guard.verdict import Verdict
 
-SAFE_REPLY = (
-    "Sorry, I can't help with that request. Please rephrase your question about the topics "
-    "this assistant covers."
-)
+SAFE_REPLY = "Sorry, I can't help with that request."
+"""The reply to a blocked message unless the chatbot sets its own (``blocked_reply``)."""
 
 T = TypeVar("T")
 
