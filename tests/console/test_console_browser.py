@@ -484,3 +484,37 @@ def test_security_headers_csrf_and_widget_origins(console: Console) -> None:
         console.server.platform.ledger.entry(int(r[0])).attributes.get("reason") for r in denied
     }
     assert "widget_origin" in reasons
+
+
+def test_an_admin_is_not_offered_and_cannot_grant_the_owner_role(console: Console) -> None:
+    def form_token(html: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+        assert found is not None
+        return found.group(1)
+
+    with httpx.Client(base_url=console.url, follow_redirects=True) as client:
+        login = client.get("/console/login")
+        signed_in = client.post(
+            "/console/login",
+            data={
+                "email": console.admin_email,
+                "password": PASSWORD,
+                "csrf_token": form_token(login.text),
+            },
+        )
+        assert signed_in.status_code == 200
+        page = client.get("/console/admin/users")
+        assert page.status_code == 200
+        assert "<option>owner</option>" not in page.text  # neither for a user nor for a key
+        before = console.server.platform.ledger.size()
+        refused = client.post(
+            f"/console/admin/users/{console.auditor_id}/role",
+            data={"role": "owner", "csrf_token": form_token(page.text)},
+        )
+        assert refused.status_code == 403
+    ledger = console.server.platform.ledger
+    denied = [e for e in ledger.entries(before, ledger.size()) if e.action == "access.denied"]
+    assert denied and denied[-1].attributes["permission"] == "owner"
+    assert ledger.store.query(
+        "SELECT role FROM memberships WHERE user_id = ?", (console.auditor_id,)
+    ) == [("auditor",)]

@@ -103,6 +103,10 @@ def _users_page(ctx: Ctx, new_key: str = "", status: int = 200) -> Response:
         "users": _users(ctx),
         "keys": keys,
         "roles": [r.value for r in Role],
+        # Only an owner grants the owner role (the service refuses it to anyone else).
+        "grantable": [
+            r.value for r in Role if r is not Role.OWNER or ctx.principal.role is Role.OWNER
+        ],
         "permissions": [p.value for p in Permission],
         "matrix": matrix,
         "new_key": new_key,
