@@ -7,8 +7,6 @@ import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-
 from chatledger.config import Settings
 from chatledger.guard.anomaly import (
     AnomalyDetector,
@@ -21,6 +19,7 @@ from chatledger.guard.anomaly import (
 from chatledger.guard.shared_anomaly import SWEEP_EVERY, SharedAnomalyCounters
 from chatledger.guard.shared_state import SQLITE_FILE, SharedDb, SqliteShared
 from chatledger.platform import Platform
+from tests.guard.test_shared_limits import shared_state_bytes
 
 MakeDb = Callable[[], SharedDb]
 LADDER = Ladder(window=60.0, low=4, medium=8, high=12, critical=40)
@@ -119,11 +118,5 @@ def test_platforms_on_one_data_directory_share_anomaly_counts(tmp_path: Path) ->
     finally:
         one.close()
         two.close()
-    url = getattr(one.ledger.store, "url", None)
-    if url is None:
-        stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob(f"{SQLITE_FILE}*"))
-    else:
-        with psycopg.connect(url) as conn:
-            keys = conn.execute("SELECT key FROM anomaly_marks").fetchall()
-        stored = "".join(k for (k,) in keys).encode()
+    stored = shared_state_bytes(one, tmp_path / "data", "anomaly_marks")
     assert stored and b"198.51.100.7" not in stored  # counted under pseudonyms

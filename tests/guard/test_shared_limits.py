@@ -64,6 +64,16 @@ def check_two_limiters_share_one_bucket(make: MakeBuckets) -> None:
     second.close()
 
 
+def shared_state_bytes(platform: Platform, data_dir: Path, table: str) -> bytes:
+    """What the deployment's shared guard state holds: the SQLite file beside the database,
+    or the keys of ``table`` on PostgreSQL."""
+    url = getattr(platform.ledger.store, "url", None)
+    if url is None:
+        return b"".join(p.read_bytes() for p in data_dir.glob(f"{SQLITE_FILE}*"))
+    with psycopg.connect(url) as conn:
+        return "".join(k for (k,) in conn.execute(f"SELECT key FROM {table}")).encode()
+
+
 def test_two_limiters_share_one_sqlite_bucket(tmp_path: Path) -> None:
     check_two_limiters_share_one_bucket(lambda: SqliteBuckets(tmp_path / SQLITE_FILE))
 
@@ -122,10 +132,5 @@ def test_platforms_on_one_data_directory_share_limits(tmp_path: Path) -> None:
     finally:
         one.close()
         two.close()
-    url = getattr(one.ledger.store, "url", None)
-    if url is None:
-        stored = b"".join(p.read_bytes() for p in (tmp_path / "data").glob(f"{SQLITE_FILE}*"))
-    else:
-        with psycopg.connect(url) as conn:
-            stored = "".join(k for (k,) in conn.execute("SELECT key FROM rate_buckets")).encode()
+    stored = shared_state_bytes(one, tmp_path / "data", "rate_buckets")
     assert stored and b"198.51.100.7" not in stored  # buckets are kept under pseudonyms

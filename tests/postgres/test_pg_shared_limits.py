@@ -3,6 +3,7 @@ creates itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -16,26 +17,24 @@ from tests.guard.test_shared_limits import check_two_limiters_share_one_bucket
 pytestmark = pytest.mark.postgres
 
 
-def test_two_limiters_share_one_postgres_bucket(pg_url: str) -> None:
-    def connect() -> Any:
-        return psycopg.connect(pg_url, autocommit=True)
+def connector(pg_url: str) -> Callable[[], Any]:
+    return lambda: psycopg.connect(pg_url, autocommit=True)
 
-    check_two_limiters_share_one_bucket(lambda: PostgresBuckets(connect))
+
+def persistence(pg_url: str, *tables: str) -> list[str]:
+    """``relpersistence`` of each table ("u": unlogged)."""
     with psycopg.connect(pg_url) as conn:
-        kind = conn.execute(
-            "SELECT relpersistence FROM pg_class WHERE oid = to_regclass('rate_buckets')"
-        ).fetchone()
-    assert kind == ("u",)  # unlogged: transient state costs no WAL
+        rows = conn.execute(
+            "SELECT relpersistence FROM pg_class WHERE oid = ANY(%s::regclass[])", (list(tables),)
+        ).fetchall()
+    return [str(kind) for (kind,) in rows]
+
+
+def test_two_limiters_share_one_postgres_bucket(pg_url: str) -> None:
+    check_two_limiters_share_one_bucket(lambda: PostgresBuckets(connector(pg_url)))
+    assert persistence(pg_url, "rate_buckets") == ["u"]  # unlogged: transient state, no WAL
 
 
 def test_two_anomaly_detectors_share_postgres_counts(pg_url: str) -> None:
-    def connect() -> Any:
-        return psycopg.connect(pg_url, autocommit=True)
-
-    check_two_detectors_share_counts(lambda: PostgresShared(connect))
-    with psycopg.connect(pg_url) as conn:
-        kinds = conn.execute(
-            "SELECT relpersistence FROM pg_class WHERE oid IN"
-            " (to_regclass('anomaly_marks'), to_regclass('anomaly_alerts'))"
-        ).fetchall()
-    assert kinds == [("u",), ("u",)]
+    check_two_detectors_share_counts(lambda: PostgresShared(connector(pg_url)))
+    assert persistence(pg_url, "anomaly_marks", "anomaly_alerts") == ["u", "u"]

@@ -50,16 +50,17 @@ class AbuseControl:
         try:
             self.limiter.check(kind, key)
         except RateLimited as exc:
+            named = self._named(kind, key)
             self._record(
                 [
                     Event(
                         "guard.rate_limited",
                         actor or self.ledger.anonymous_actor(ip),
-                        Entity("rate_limit", f"{kind}:{self._named(kind, key)}"[:200]),
+                        Entity("rate_limit", f"{kind}:{named}"[:200]),
                         Outcome.BLOCKED,
                         attributes={
                             "kind": kind,
-                            "key": self._named(kind, key),
+                            "key": named,
                             "retry_after": exc.retry_after,
                             "path": path[:300],
                             "limit": exc.details.get("limit"),
