@@ -8,13 +8,20 @@ Figures:
 2. single-event append latency (durable), p50 / p99;
 3. full verification speed, beside raw hashlib SHA-256 over the same entry bytes;
 4. inclusion and consistency proof time on a ledger of --proof-size entries;
-5. bytes on disk per event.
+5. bytes on disk per event;
+6. bounds, from the same rows: the ledger's storage layout alone (its stored rows inserted
+   again into its own tables and indexes, nothing computed) and the per-event cryptography
+   alone (canonical JSON, SHA-256 leaf and node, HMACs, AES-GCM, each one direct call), and
+   for verification the bare read + hash + parse + MAC of every entry. No implementation
+   that keeps this layout and calls these primitives from Python once per event can be
+   faster than these; they show how far a target is from what the platform allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import os
 import random
 import sqlite3
@@ -26,6 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from chatledger.config import Settings
 from chatledger.events import Actor, Entity, Event
@@ -105,6 +115,88 @@ def bench_baseline_insert(root: Path, ledger: Ledger, count: int) -> float:
     elapsed = time.perf_counter() - t0
     conn.close()
     return len(rows) / elapsed
+
+
+_ENTRY_COLUMNS = (
+    "seq, ts, category, action, actor_id, entity_type, entity_id, outcome, subject, "
+    "chatbot_id, conversation_id, body, leaf_hash, mac"
+)
+
+
+def bench_bounds(root: Path, ledger: Ledger, count: int) -> dict[str, float]:
+    """Events per second that the layout alone and the cryptography alone allow (see 6.)."""
+    source = sqlite3.connect(ledger.store.path)  # type: ignore[attr-defined]
+    entries = source.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE seq < ? ORDER BY seq", (count,)
+    ).fetchall()
+    nodes = source.execute("SELECT level, idx, hash FROM ledger_nodes").fetchall()
+    payloads = source.execute(
+        "SELECT seq, key_ref, nonce, ciphertext FROM ledger_payloads WHERE seq < ? ORDER BY seq",
+        (count,),
+    ).fetchall()
+    source.close()
+    count = len(entries)
+    nodes_by_batch: dict[int, list[tuple[int, int, bytes]]] = {}
+    for level, idx, digest in nodes:
+        last_leaf = ((idx + 1) << level) - 1
+        if last_leaf < count:
+            nodes_by_batch.setdefault(last_leaf // 1000, []).append((level, idx, digest))
+
+    # The layout: the same rows into a fresh ledger database (same tables, same indexes).
+    fresh = open_fresh(root, f"layout-{time.monotonic_ns()}")
+    path = fresh.store.path  # type: ignore[attr-defined]
+    fresh.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=FULL")
+    t0 = time.perf_counter()
+    for start in range(0, count, 1000):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            f"INSERT INTO ledger_entries ({_ENTRY_COLUMNS}) VALUES ({','.join('?' * 14)})",
+            entries[start : start + 1000],
+        )
+        conn.executemany(
+            "INSERT INTO ledger_nodes VALUES (?,?,?)", nodes_by_batch.get(start // 1000, [])
+        )
+        conn.executemany(
+            "INSERT INTO ledger_payloads VALUES (?,?,?,?)", payloads[start : start + 1000]
+        )
+        conn.execute("COMMIT")
+    layout = count / (time.perf_counter() - t0)
+    conn.close()
+
+    # The cryptography: what every event needs, one direct call each, nothing else.
+    parsed = [orjson.loads(row[11]) for row in entries]
+    plain = [os.urandom(len(p[3]) - 16) for p in payloads]
+    aead, key, sha256 = AESGCM(os.urandom(32)), os.urandom(32), hashlib.sha256
+    t0 = time.perf_counter()
+    prev = b"\0" * 32
+    for entry, text in zip(parsed, plain, strict=False):
+        digest = hmac.digest(text[:16], text[16:], "sha256")
+        body = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+        leaf = sha256(b"\0" + body).digest()
+        sha256(b"\1" + prev + leaf).digest()
+        hmac.digest(key, leaf, "sha256")
+        aead.encrypt(os.urandom(12), text, digest)
+        prev = leaf
+    crypto = len(parsed) / (time.perf_counter() - t0)
+    del parsed
+
+    # Verification's bare minimum: read every entry, hash it, parse it, check its MAC.
+    conn = sqlite3.connect(ledger.store.path)  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for start in range(0, count, 5000):
+        rows = conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+            (start, start + 5000),
+        ).fetchall()
+        for row in rows:
+            sha256(b"\0" + row[11]).digest()
+            orjson.loads(row[11])
+            hmac.digest(key, row[12], "sha256")
+    reading = count / (time.perf_counter() - t0)
+    conn.close()
+    return {"layout": layout, "crypto": crypto, "verify_floor": reading}
 
 
 def bench_latency(root: Path, count: int) -> tuple[list[float], list[float]]:
@@ -229,6 +321,16 @@ def main() -> None:
                     f" | raw SHA-256 of the same bytes {rates['raw']:,.0f}/s"
                 )
                 print(f"bytes on disk per event (entry, nodes, payload, indexes): {per_event:,.0f}")
+                bounds = bench_bounds(root, ledger, size)
+                serial = 1 / (1 / bounds["layout"] + 1 / bounds["crypto"])
+                print(
+                    f"bounds from the same rows: layout alone (rows re-inserted into the "
+                    f"ledger's tables and indexes) {bounds['layout']:,.0f}/s = "
+                    f"{bounds['layout'] / base:.1%} of INSERT; cryptography alone "
+                    f"{bounds['crypto']:,.0f}/s; both in one thread {serial:,.0f}/s = "
+                    f"{serial / base:.1%} | verification floor (read + SHA-256 + parse + MAC, "
+                    f"one process) {bounds['verify_floor']:,.0f}/s"
+                )
             ledger.close()
         lat, base_lat = bench_latency(root, args.latency_samples)
         print(

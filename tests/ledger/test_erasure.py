@@ -13,7 +13,7 @@ from chatledger.events import Actor, Entity, Event
 from chatledger.ledger.bundle import export_bundle, verify_bundle
 from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
-from tests.conftest import sample_event, stored_bytes
+from tests.conftest import LedgerFactory, sample_event, stored_bytes
 
 DPO = Actor("user", "dpo-1", "admin")
 
@@ -68,6 +68,27 @@ def test_new_content_after_erasure_gets_a_new_key(ledger: Ledger) -> None:
     assert ledger.read(seq).payload == {"text": "message number 2"}
     assert ledger.read(0).payload_status == "erased"
     assert ledger.verify().ok
+
+
+def test_keys_survive_other_processes_appends_but_not_their_erasures(
+    make_ledger: LedgerFactory,
+) -> None:
+    """Two ledgers on one store stand for two server processes. Appends by the other keep
+    this one's subject keys in use; an erasure by the other retires them here too."""
+    here, there = make_ledger(), make_ledger()
+    first = here.append(sample_event(1, subject="erin")).seq
+    there.append(sample_event(2, subject="fred"))
+    second = here.append(sample_event(3, subject="erin")).seq
+    key_ref = here.store.payload(first).key_ref  # type: ignore[union-attr]
+    assert here.store.payload(second).key_ref == key_ref  # type: ignore[union-attr]
+
+    there.erase_subject("erin", DPO)
+    third = here.append(sample_event(4, subject="erin")).seq
+    assert here.store.payload(third).key_ref != key_ref  # type: ignore[union-attr]
+    assert here.read(third).payload == {"text": "message number 4"}
+    assert here.read(second).payload_status == "erased"
+    report = there.verify()
+    assert report.ok, report.to_json()
 
 
 def test_erasure_refused_under_legal_hold(ledger: Ledger) -> None:

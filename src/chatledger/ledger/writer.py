@@ -218,10 +218,13 @@ class LedgerWriter:
         if cached is not None and cached.size == size and cached.last == last:
             return cached
         # Another process appended (or we start): rebuild the frontier from stored nodes.
+        # The subject keys held stay good unless one of its appends destroyed a key (an
+        # erasure): a payload must never be sealed under a destroyed key.
         keys = merkle.frontier_keys(size)
         nodes = txn.fetch_nodes(keys)
         frontier = merkle.CompactRange(size, [nodes[k] for k in keys])
-        self._keys.clear()
+        if cached is None or size < cached.size or txn.keys_destroyed_since(cached.size):
+            self._keys.clear()
         return _Head(size, last, frontier)
 
     def _commit(self, batch: list[_Work[Any]]) -> list[Any]:

@@ -94,6 +94,11 @@ class WriteTxn(Protocol):
 
     def erase_subject_keys(self, subject_ref: str, erased_at: str, erasure_seq: int) -> int: ...
 
+    def keys_destroyed_since(self, seq: int) -> bool:
+        """Whether an erasure at ``seq`` or later destroyed a subject key (another process's
+        appends are checked with it before this process reuses the keys it holds)."""
+        ...
+
     def payload_seqs_for_subject(self, subject_ref: str) -> list[int]: ...
 
     def record_payload_erasures(

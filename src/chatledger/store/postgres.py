@@ -173,9 +173,11 @@ class PostgresWriteTxn:
         conn: Conn,
         head: tuple[int, bytes | None] | None = None,
         known_keys: dict[str, SubjectKeyRow] | None = None,
+        key_epoch: int | None = None,
     ) -> None:
         self.conn = conn
         self._head = head
+        self._key_epoch = key_epoch
         self._queued: list[tuple[str, Params | None]] = []
         self._savepoints = 0
         self._known_keys = known_keys if known_keys is not None else {}
@@ -298,6 +300,10 @@ class PostgresWriteTxn:
             (subject_ref, erased_at, erasure_seq),
         ).fetchone()
         return int(row[0]) if row else 0
+
+    def keys_destroyed_since(self, seq: int) -> bool:
+        # The newest erasure that destroyed a key was read with the lock (the key epoch).
+        return self.destroyed_keys or (self._key_epoch is not None and self._key_epoch >= seq)
 
     def payload_seqs_for_subject(self, subject_ref: str) -> list[int]:
         rows = self._ask(
@@ -422,7 +428,7 @@ class PostgresStore:
             if epoch != self._key_epoch:  # a key was destroyed since: forget them all
                 self._live_keys.clear()
                 self._key_epoch = epoch
-            txn = PostgresWriteTxn(conn, head, self._live_keys)
+            txn = PostgresWriteTxn(conn, head, self._live_keys, epoch)
             try:
                 yield txn
             except BaseException:

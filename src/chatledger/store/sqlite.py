@@ -171,6 +171,17 @@ class SqliteWriteTxn:
         )
         return cur.rowcount
 
+    def keys_destroyed_since(self, seq: int) -> bool:
+        # Keys are destroyed only with a privacy.subject_erased entry in the same
+        # transaction: look among the entries from ``seq`` on (a short range on the primary
+        # key) rather than scan subject_keys, which has no index on erasure_seq.
+        row = self.conn.execute(
+            "SELECT 1 FROM ledger_entries WHERE seq >= ? AND action = 'privacy.subject_erased' "
+            "LIMIT 1",
+            (seq,),
+        ).fetchone()
+        return row is not None
+
     def payload_seqs_for_subject(self, subject_ref: str) -> list[int]:
         rows = self.conn.execute(
             # A payload is sealed under its entry's subject key: the subject index finds them.
