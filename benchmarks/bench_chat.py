@@ -5,6 +5,12 @@
 At 1, 10 and 50 concurrent clients: p50 / p95 latency and turns per second, and the share of
 the server's time spent in the ledger (from the Server-Timing header of each answer). Beside
 it, in the same run, the same load on GET /health: the floor that HTTP and the server add.
+
+Each line also gives the server's CPU time per request (its processes' user + system time
+from /proc, Linux only). With N clients that each wait for their answer before asking again,
+a server with C cores answers at most C / cpu requests per second, so a request waits at
+least about N * cpu / C on average: the bound the line after the table prints for a latency
+target.
 """
 
 from __future__ import annotations
@@ -120,8 +126,23 @@ def build(data_dir: Path, chunks: int) -> tuple[str, str]:
         platform.close()
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the serve workers), from /proc."""
+    total, tick = 0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1] is the parent pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def run_load(
-    url: str, key: str, bot: str, clients: int, turns: int, chat: bool
+    url: str, key: str, bot: str, clients: int, turns: int, chat: bool, pid: int
 ) -> dict[str, float]:
     per_client = max(1, turns // clients)
     latencies: list[float] = []
@@ -158,12 +179,14 @@ def run_load(
                         server_ms.append(float(timing["total"]))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    cpu0 = server_cpu_seconds(pid)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = server_cpu_seconds(pid) - cpu0
     if errors:
         print(f"  {len(errors)} errors, first: {errors[0]}")
     latencies.sort()
@@ -175,6 +198,7 @@ def run_load(
         "rate": len(latencies) / wall,
         "ledger_share": (sum(ledger_ms) / sum(server_ms)) if server_ms else 0.0,
         "ledger_p50": statistics.median(ledger_ms) if ledger_ms else 0.0,
+        "cpu_ms": 1000 * cpu / len(latencies),
     }
 
 
@@ -216,19 +240,33 @@ def main() -> None:
                     time.sleep(0.1)
             print(f"server: chatledger serve --workers {args.workers}")
             print(
-                "clients | chat turn p50 / p95 ms | turns/s | ledger share of server time "
-                "(ledger p50 ms) | GET /health p50 / p95 ms, req/s (same load, same run)"
+                "clients | chat turn p50 / p95 ms | turns/s | server CPU ms per turn | ledger "
+                "share of server time (ledger p50 ms) | GET /health p50 / p95 ms, req/s, "
+                "server CPU ms per request (same load, same run)"
             )
+            cpu_turn, cpu_health = [], []
             for clients in (1, 10, 50):
                 turns = max(args.turns, clients * 4)
-                chat = run_load(url, key, bot, clients, turns, chat=True)
-                floor = run_load(url, key, bot, clients, turns, chat=False)
+                chat = run_load(url, key, bot, clients, turns, True, server.pid)
+                floor = run_load(url, key, bot, clients, turns, False, server.pid)
+                cpu_turn.append(chat["cpu_ms"])
+                cpu_health.append(floor["cpu_ms"])
                 print(
                     f"{clients:>7} | {chat['p50']:8.1f} / {chat['p95']:8.1f} |"
-                    f" {chat['rate']:7.1f} |"
+                    f" {chat['rate']:7.1f} | {chat['cpu_ms']:6.1f} |"
                     f" {chat['ledger_share']:6.1%} ({chat['ledger_p50']:.2f}) |"
-                    f" {floor['p50']:6.1f} / {floor['p95']:6.1f}, {floor['rate']:7.1f}"
+                    f" {floor['p50']:6.1f} / {floor['p95']:6.1f}, {floor['rate']:7.1f},"
+                    f" {floor['cpu_ms']:5.2f}"
                 )
+            cores = os.cpu_count() or 1
+            turn_cpu, health_cpu = min(cpu_turn), min(cpu_health)
+            print(
+                f"bound at 50 waiting clients on {cores} cores: a turn waits on average at least "
+                f"50 x {turn_cpu:.1f} ms / {cores} = {50 * turn_cpu / cores:,.0f} ms; "
+                f"a GET /health at least 50 x {health_cpu:.2f} ms / {cores} = "
+                f"{50 * health_cpu / cores:,.0f} ms. "
+                f"A p95 of 100 ms needs at most {100 * cores / 50:.1f} ms of server CPU per turn."
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
