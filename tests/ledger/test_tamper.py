@@ -296,6 +296,31 @@ def test_tampered_inclusion_proof(populated: Path, make_ledger: LedgerFactory) -
     ledger.close()
 
 
+def test_edited_entry_between_erased_payloads_and_their_erasure(
+    populated: Path, make_ledger: LedgerFactory
+) -> None:
+    """The scan stops at the edited entry, before the erasure event that the erased
+    payloads cite: the edit is named, not the (unchecked) erasures of earlier payloads."""
+    ledger = make_ledger()
+    erasure = ledger.erase_subject("subject-1", Actor("user", "dpo", "admin")).seq
+    ledger.close()
+    assert erasure == SIZE
+    with raw_database(populated) as conn:
+        body = body_of(conn, 30)
+        body["outcome"] = "failure"
+        rewrite_body(conn, 30, canonical(body), update_hash=False)
+    report = verify_again(make_ledger)
+    assert_detected(report, "leaf_hash_mismatch", 30)
+    assert "forged_erasure" not in {p.reason for p in report.problems}, report.to_json()
+
+
+def test_forged_erasure_citing_beyond_the_log(populated: Path, make_ledger: LedgerFactory) -> None:
+    with raw_database(populated) as conn:
+        conn.execute("INSERT INTO ledger_payload_erasures VALUES (21, 9999, 'made up')")
+        conn.execute("DELETE FROM ledger_payloads WHERE seq = 21")
+    assert_detected(verify_again(make_ledger), "forged_erasure", 21)
+
+
 def test_erasure_is_not_tampering(populated: Path, make_ledger: LedgerFactory) -> None:
     ledger = make_ledger()
     ledger.erase_subject("subject-1", Actor("user", "dpo", "admin"), reason="art. 17 request")

@@ -818,7 +818,7 @@ def verify_store(
     verified_size = merge.frontier.size
     if progress:
         progress(verified_size, size)
-    _check_erasures(erasures, merge.privacy_seqs, problems)
+    _check_erasures(erasures, merge.privacy_seqs, problems, verified_size, size)
     held = (external_checkpoint or "", external.size) if external is not None else None
     checked, skipped = _check_checkpoints(
         checkpoints, held, verifier, origin, verified_size, merge.roots, problems, start
@@ -906,10 +906,19 @@ def _entry_mac(master: MasterSecret | None, key: bytes | None) -> Callable[[byte
 
 
 def _check_erasures(
-    erasures: dict[int, ErasureRow], privacy_seqs: Collection[int], problems: _Problems
+    erasures: dict[int, ErasureRow],
+    privacy_seqs: Collection[int],
+    problems: _Problems,
+    verified: int,
+    size: int,
 ) -> None:
-    """Each payload erasure must cite a privacy event after the entry it erased."""
+    """Each payload erasure must cite a privacy event after the entry it erased. When a
+    problem stopped the scan at ``verified``, an erasure citing an entry from there on can
+    be judged neither way (that entry was not checked): reporting it would name an intact
+    entry before the one that stopped the scan."""
     for seq, erasure in erasures.items():
+        if verified < size and erasure.erasure_seq >= verified:
+            continue
         if erasure.erasure_seq not in privacy_seqs or erasure.erasure_seq <= seq:
             problems.add(
                 f"payload erasure of {seq} cites {erasure.erasure_seq}, "
