@@ -39,27 +39,45 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, data_dir: str | Path | None = None, database_url: str | None = None
+        cls,
+        data_dir: str | Path | None = None,
+        database_url: str | None = None,
+        *,
+        create: bool = True,
     ) -> Settings:
         chosen = data_dir or os.environ.get("CHATLEDGER_DATA_DIR") or "./chatledger-data"
         url = database_url or os.environ.get("CHATLEDGER_DATABASE_URL") or None
-        return cls.load(Path(chosen), database_url=url)
+        return cls.load(Path(chosen), database_url=url, create=create)
 
     @classmethod
-    def load(cls, data_dir: Path, *, database_url: str | None = None) -> Settings:
-        """Read ``settings.json`` (creating it on first use with a fresh log origin)."""
+    def load(
+        cls, data_dir: Path, *, database_url: str | None = None, create: bool = True
+    ) -> Settings:
+        """Read ``settings.json``, creating it on first use with a fresh log origin, unless
+        ``create`` is false: then a folder that holds no settings is refused (a mistyped
+        ``--data-dir`` must not become a new, empty ledger that verifies)."""
         data_dir = data_dir.expanduser().resolve()
+        if data_dir.exists() and not data_dir.is_dir():
+            raise InvalidInput(f"the data directory {data_dir} is a file, not a folder")
         path = data_dir / SETTINGS_FILE
+        if not create and not path.exists():
+            raise InvalidInput(
+                f"no ChatLedger data in {data_dir} (it has no {SETTINGS_FILE}): check --data-dir "
+                "or CHATLEDGER_DATA_DIR; `chatledger serve`, `demo` and `db upgrade` create one"
+            )
         stored: dict[str, Any] = {}
         if path.exists():
             try:
                 stored = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise InvalidInput(f"cannot read {path}: {exc}") from exc
+            if not isinstance(stored, dict):
+                raise InvalidInput(f"{path} must hold a JSON object")
         settings = cls(data_dir=data_dir, database_url=database_url)
         known = {f for f in cls.__dataclass_fields__ if f not in {"data_dir", "database_url"}}
         for key, value in stored.items():
             if key in known:
+                _check_kind(path, key, value, getattr(settings, key))
                 setattr(settings, key, value)
         if not settings.origin:
             settings.origin = f"chatledger.local/{secrets.token_hex(8)}"
@@ -98,3 +116,22 @@ class Settings:
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+
+_KINDS: dict[type, tuple[tuple[type, ...], str]] = {
+    int: ((int,), "an integer"),
+    float: ((int, float), "a number"),
+    str: ((str,), "a string"),
+    list: ((list,), "a list"),
+    dict: ((dict,), "an object"),
+}
+
+
+def _check_kind(path: Path, key: str, value: Any, default: Any) -> None:
+    """A setting read from the file has its default's JSON type (bools are not numbers)."""
+    accepted, described = _KINDS[type(default)]
+    if type(value) not in accepted:
+        raise InvalidInput(
+            f"{path}: {key} must be {described}, not {json.dumps(value)[:40]}",
+            details={"setting": key},
+        )

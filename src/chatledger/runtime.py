@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from chatledger.config import Settings
-from chatledger.errors import InvalidInput
+from chatledger.errors import InvalidInput, StorageError
 from chatledger.ledger.note import NoteSigner
 from chatledger.ledger.publish import DirectoryPublisher, HttpPublisher, Publisher, PublishQueue
 from chatledger.ledger.service import Ledger
@@ -54,8 +54,14 @@ def open_store(settings: Settings) -> Store:
 
 def open_ledger(settings: Settings) -> Ledger:
     store = open_store(settings)
-    master = MasterSecret.load_or_create(settings.secrets_dir / "master.key")
-    signer = load_signer(settings.secrets_dir / "log.key", settings.origin)
+    master_path, signer_path = settings.secrets_dir / "master.key", settings.secrets_dir / "log.key"
+    try:
+        _refuse_new_keys_for_old_entries(store, settings.secrets_dir, [master_path, signer_path])
+    except BaseException:
+        store.close()
+        raise
+    master = MasterSecret.load_or_create(master_path)
+    signer = load_signer(signer_path, settings.origin)
     publishers: list[Publisher] = [DirectoryPublisher(Path(d)) for d in settings.publish_dirs]
     publishers += [HttpPublisher(u) for u in settings.publish_urls]
     config = WriterConfig(
@@ -65,3 +71,19 @@ def open_ledger(settings: Settings) -> Ledger:
         max_payload_bytes=settings.max_payload_bytes,
     )
     return Ledger(store, master, signer, config, PublishQueue(publishers))
+
+
+def _refuse_new_keys_for_old_entries(store: Store, secrets_dir: Path, keys: list[Path]) -> None:
+    """Keys are made with a new ledger, never for an existing one: a database restored
+    without its ``secrets/`` would otherwise get fresh keys, every entry would fail its
+    authentication code, and new checkpoints would be signed by a key no verifier knows."""
+    missing = [path.name for path in keys if not path.exists()]
+    if not missing:
+        return
+    size = store.size()
+    if size:
+        raise StorageError(
+            f"{' and '.join(missing)} missing from {secrets_dir}, but the database holds "
+            f"{size} entries: restore the secrets directory from the backup made with this "
+            "database (new keys would make every entry look forged)"
+        )

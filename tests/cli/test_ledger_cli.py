@@ -94,8 +94,53 @@ def test_append_refuses_invalid_lines_and_writes_nothing(
     assert code == 2
     assert reason in err
     assert "Traceback" not in err
-    code, out, _ = cli(data_dir, "ledger", "verify", "--json")
-    assert json.loads(out)["tree_size"] == 0
+    assert not (data_dir / "settings.json").exists()  # nothing was set up, nothing written
+
+
+def test_a_mistyped_data_directory_is_refused_not_created(filled: Path, tmp_path: Path) -> None:
+    """Reading commands on a folder with no ledger fail; they never make a new, empty
+    ledger that verifies, nor print a fresh key an auditor might pin."""
+    typo = tmp_path / "chatledger-dmeo"
+    for args in (("ledger", "verify"), ("ledger", "public-key"), ("ledger", "erase-subject", "x")):
+        code, out, err = cli(typo, *args)
+        assert code == 2, (args, out, err)
+        assert "no ChatLedger data in" in err and err.count("\n") == 1
+        assert not typo.exists()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    code, _, err = cli(a_file, "ledger", "verify")
+    assert code == 2 and "is a file, not a folder" in err
+
+
+def test_settings_of_the_wrong_type_are_refused(filled: Path) -> None:
+    path = filled / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["checkpoint_every"] = "x"
+    path.write_text(json.dumps(settings))
+    code, _, err = cli(filled, "ledger", "verify")
+    assert code == 2
+    assert "checkpoint_every must be an integer" in err and "internal error" not in err
+
+
+def test_a_database_restored_without_its_secrets_gets_no_new_keys(filled: Path) -> None:
+    """New keys would make every entry look forged and sign with a key nobody knows."""
+    shutil.rmtree(filled / "secrets")
+    size_before = (
+        sqlite3.connect(filled / "chatledger.db")
+        .execute("SELECT count(*) FROM ledger_entries")
+        .fetchone()
+    )
+    code, _, err = cli(filled, "ledger", "public-key")
+    assert code == 1
+    assert "missing from" in err and "restore the secrets directory" in err
+    assert not (filled / "secrets" / "log.key").exists()
+    assert not (filled / "secrets" / "master.key").exists()
+    size_after = (
+        sqlite3.connect(filled / "chatledger.db")
+        .execute("SELECT count(*) FROM ledger_entries")
+        .fetchone()
+    )
+    assert size_after == size_before
 
 
 def test_append_refuses_invalid_utf8(data_dir: Path, tmp_path: Path) -> None:
@@ -209,7 +254,8 @@ def test_console_script_runs() -> None:
 )
 def test_a_database_opened_with_another_data_directory(filled: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    code, _, err = cli(other, "ledger", "public-key")  # another deployment's secrets
+    # another deployment, with keys of its own
+    code, _, err = cli(other, "ledger", "append", input=EVENTS.splitlines()[1])
     assert code == 0, err
     shutil.copy(filled / "chatledger.db", other / "chatledger.db")
     code, _, err = cli(other, "ledger", "export", "--out", str(tmp_path / "x.zip"))

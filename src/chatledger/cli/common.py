@@ -44,15 +44,21 @@ DatabaseUrl = Annotated[
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def settings_from(data_dir: Path | None, database: str | None) -> Settings:
-    return Settings.from_env(data_dir, database)
+def settings_from(data_dir: Path | None, database: str | None, *, create: bool = False) -> Settings:
+    """The settings of an existing data directory. Only the commands that set one up
+    (``serve``, ``demo``, ``db upgrade``) or add the first records to it (``ledger append``,
+    ``users create``) pass ``create``: any other command on a mistyped folder must fail, not
+    report on a new, empty ledger."""
+    return Settings.from_env(data_dir, database, create=create)
 
 
 @contextmanager
-def opened_ledger(data_dir: Path | None, database: str | None) -> Iterator[Ledger]:
+def opened_ledger(
+    data_dir: Path | None, database: str | None, *, create: bool = False
+) -> Iterator[Ledger]:
     from chatledger.runtime import open_ledger
 
-    ledger = open_ledger(settings_from(data_dir, database))
+    ledger = open_ledger(settings_from(data_dir, database, create=create))
     try:
         yield ledger
     finally:

@@ -27,7 +27,7 @@ def upgrade(data_dir: DataDir = None, database: DatabaseUrl = None, json: JsonFl
 
     On PostgreSQL, run it with the owner role's URL: the application role has no right to
     change the schema (see docs/operations.md)."""
-    settings = settings_from(data_dir, database)
+    settings = settings_from(data_dir, database, create=True)
     created: list[str] | None = None
     if settings.database_url:
         import psycopg

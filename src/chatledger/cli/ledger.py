@@ -53,7 +53,7 @@ def append(data_dir: DataDir = None, database: DatabaseUrl = None, json: JsonFla
     events = _read_events()
     if not events:
         raise fail("no events on standard input", 2)
-    with opened_ledger(data_dir, database) as ledger:
+    with opened_ledger(data_dir, database, create=True) as ledger:
         for start in range(0, len(events), _APPEND_CHUNK):
             for receipt in ledger.append_many(events[start : start + _APPEND_CHUNK]):
                 if json:

@@ -47,7 +47,7 @@ def serve(
     workers: Workers = 1,
 ) -> None:
     """Serve the API and the console."""
-    settings = settings_from(data_dir, database)
+    settings = settings_from(data_dir, database, create=True)
     platform = Platform.open(settings)  # also brings the schema up to date, once
     data = platform.settings.data_dir
     typer.echo(f"ChatLedger on http://{host}:{port}  (data: {data})", err=True)
@@ -105,7 +105,7 @@ def demo(
     """Create (once) a demo workspace with a sample chatbot and documents, then serve."""
     from chatledger.demo import ensure_demo
 
-    settings = settings_from(data_dir or Path("./chatledger-demo"), database)
+    settings = settings_from(data_dir or Path("./chatledger-demo"), database, create=True)
     platform = Platform.open(settings)
     info = ensure_demo(platform)
     base = f"http://{host}:{port}"
