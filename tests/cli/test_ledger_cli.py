@@ -265,3 +265,19 @@ def test_a_database_opened_with_another_data_directory(filled: Path, tmp_path: P
     code, out, _ = cli(other, "ledger", "verify", "--json")
     reasons = {p["reason"] for p in json.loads(out)["problems"]}
     assert code == 3 and {"entry_forged", "payload_key_unreadable"} <= reasons
+
+
+def test_missing_input_files_are_invalid_input(filled: Path, tmp_path: Path) -> None:
+    """A file named on the command line that is not there is the caller's mistake (exit 2),
+    not a failed verification (3) nor a failure of ours (1)."""
+    bundle = tmp_path / "b.zip"
+    assert cli(filled, "ledger", "export", "--out", str(bundle))[0] == 0
+    code, _, err = cli(filled, "ledger", "verify-bundle", str(bundle), "--key", "/no/such.pub")
+    assert code == 2 and "no such file, and not a verifier key" in err
+    code, _, err = cli(filled, "ledger", "verify", "--checkpoint", str(tmp_path / "none.txt"))
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("chatledger ")

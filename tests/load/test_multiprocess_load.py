@@ -133,7 +133,10 @@ def test_workers_share_one_rate_limit(tmp_path: Path) -> None:
     assert codes.count(200) == 12 and codes.count(429) == 18, codes
 
 
-def test_serve_reports_a_port_in_use(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_reports_a_port_in_use(
+    tmp_path: Path, pytestconfig: pytest.Config, workers: int
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -141,15 +144,16 @@ def test_serve_reports_a_port_in_use(tmp_path: Path, pytestconfig: pytest.Config
         run = subprocess.run(
             [
                 *(sys.executable, "-m", "chatledger.cli", "serve", "--port", str(port)),
-                *("--workers", "2", "--data-dir", str(tmp_path / "data")),
+                *("--workers", str(workers), "--data-dir", str(tmp_path / "data")),
             ],
             env=subprocess_env(pytestconfig, tmp_path / "data"),
             capture_output=True,
             text=True,
             timeout=120,
         )
-    assert run.returncode != 0
-    assert "cannot listen on" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
 
 
 def run_load(

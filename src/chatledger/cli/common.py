@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from chatledger.config import Settings
-from chatledger.errors import ChatLedgerError
+from chatledger.errors import ChatLedgerError, InvalidInput
 from chatledger.ledger.service import Ledger
 
 P = ParamSpec("P")
@@ -65,6 +65,23 @@ def opened_ledger(
         ledger.close()
 
 
+def verifier_key_argument(key: str | None) -> str | None:
+    """``--key``: a signed-note verifier key (``name+keyid+base64key``, never without a
+    ``+``) or a file holding one. A value that is neither is the caller's mistake (exit 2),
+    not a failed verification."""
+    if key is None:
+        return None
+    path = Path(key)
+    if path.is_file():
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read the key file {key}: {exc}") from None
+    if "+" not in key:
+        raise InvalidInput(f"--key {key}: no such file, and not a verifier key (name+id+key)")
+    return key
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line reason on standard error and return the exit to raise."""
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
@@ -85,7 +102,12 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except BrokenPipeError:
             raise typer.Exit(1) from None
         except OSError as exc:
-            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+            # A file named on the command line that is not there (or not a file) is the
+            # caller's mistake, like any other invalid input.
+            mistaken = isinstance(exc, FileNotFoundError | IsADirectoryError | NotADirectoryError)
+            raise fail(
+                f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), 2 if mistaken else 1
+            ) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug: still one line, with the traceback on request

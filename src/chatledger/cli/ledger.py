@@ -19,6 +19,7 @@ from chatledger.cli.common import (
     opened_ledger,
     print_json,
     progress_bar,
+    verifier_key_argument,
 )
 from chatledger.errors import InvalidInput
 from chatledger.events import Actor, Entity, Event, Outcome
@@ -128,7 +129,8 @@ def verify(
         span = f"{report.size} entries"
         if report.start:
             span = (
-                f"{report.size - report.start} entries from seq {report.start} (before: archived)"
+                f"{report.size - report.start} entries from seq {report.start} (the ones "
+                "before it not checked)"
             )
         print(
             f"ok: {span} verified, root {report.root}, "
@@ -261,17 +263,6 @@ def export(
         )
 
 
-def _key_argument(key: str | None) -> str | None:
-    if key is None:
-        return None
-    path = Path(key)
-    if "+" not in key and path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip()
-    return key
-
-
 @app.command("verify-bundle")
 @handle_errors
 def verify_bundle_cmd(
@@ -289,7 +280,7 @@ def verify_bundle_cmd(
     bundle and the key is read.)"""
     if not file.is_file():
         raise fail(f"no such bundle: {file}", 2)
-    report = verify_bundle(file, _key_argument(key))
+    report = verify_bundle(file, verifier_key_argument(key))
     if json:
         print_json(report.to_json())
     for warning in report.warnings:

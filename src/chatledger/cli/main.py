@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from chatledger.cli import admin, audit, ledger, server
@@ -12,6 +14,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from chatledger import __version__
+
+        typer.echo(f"chatledger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """ChatLedger: a RAG chatbot platform with a tamper-evident audit ledger."""
+
+
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.keys_app, name="keys")

@@ -16,10 +16,15 @@ from chatledger.cli.main import app
 HEADER = """# Command-line reference
 
 Generated from the code by `python -m chatledger.cli.reference > docs/cli.md`; a test keeps it
-current. Every command takes `--data-dir DIR` (environment `CHATLEDGER_DATA_DIR`, default
-`./chatledger-data`) and `--database URL` (environment `CHATLEDGER_DATABASE_URL`) to use
-PostgreSQL instead of the embedded SQLite file. Exit status is 0 on success, non-zero with a
-one-line reason on standard error otherwise (2: invalid input, 3: verification failed).
+current. The commands that work on a deployment take `--data-dir DIR` (environment
+`CHATLEDGER_DATA_DIR`, default `./chatledger-data`) and `--database URL` (environment
+`CHATLEDGER_DATABASE_URL`) to use PostgreSQL instead of the embedded SQLite file; the options
+of each command are listed below. A folder that holds no ChatLedger data (no
+`settings.json`) is refused, so that a mistyped path never reads as a new, empty ledger; only
+`serve`, `demo` and `db upgrade` set one up, and `ledger append` and `users create` may add
+the first records to a new one. Exit status is 0 on success, non-zero with a one-line reason
+on standard error otherwise (2: invalid input, 3: verification failed, 1: anything else).
+`chatledger --version` prints the version.
 """
 
 

@@ -11,6 +11,7 @@ import typer
 import uvicorn
 
 from chatledger.cli.common import DatabaseUrl, DataDir, handle_errors, settings_from
+from chatledger.config import Settings
 from chatledger.errors import InvalidInput
 from chatledger.platform import Platform
 
@@ -27,15 +28,41 @@ Workers = Annotated[
 ]
 
 
-def run_server(platform: Platform, host: str, port: int) -> None:
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts, so that a port in use is a
+    one-line error. Bound with ``IPPROTO_TCP``: asyncio then sets TCP_NODELAY on accepted
+    connections, and keep-alive responses do not wait ~40 ms for a delayed ACK (uvicorn
+    binds its own without it: uvicorn issue #3149)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def run_server(platform: Platform, sock: socket.socket) -> None:
     from chatledger.api.app import create_app
 
     app = create_app(platform)
     platform.start_background_jobs()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        config = uvicorn.Config(app, log_level="info", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         platform.close()
+
+
+def _open_platform(settings: Settings, sock: socket.socket) -> Platform:
+    try:
+        return Platform.open(settings)  # also brings the schema up to date, once
+    except BaseException:
+        sock.close()
+        raise
 
 
 @handle_errors
@@ -48,27 +75,23 @@ def serve(
 ) -> None:
     """Serve the API and the console."""
     settings = settings_from(data_dir, database, create=True)
-    platform = Platform.open(settings)  # also brings the schema up to date, once
+    sock = listening_socket(host, port)
+    platform = _open_platform(settings, sock)
     data = platform.settings.data_dir
     typer.echo(f"ChatLedger on http://{host}:{port}  (data: {data})", err=True)
     if workers == 1:
-        run_server(platform, host, port)
+        run_server(platform, sock)
         return
     platform.close()
     typer.echo(f"{workers} worker processes", err=True)
     os.environ["CHATLEDGER_DATA_DIR"] = str(settings.data_dir)
     if settings.database_url:
         os.environ["CHATLEDGER_DATABASE_URL"] = settings.database_url
-    run_workers(host, port, workers)
+    run_workers(sock, host, port, workers)
 
 
-def run_workers(host: str, port: int, workers: int) -> None:
-    """uvicorn's multi-process supervisor over a listening socket bound here.
-
-    ``uvicorn.run(workers=N)`` binds the socket without ``IPPROTO_TCP``, so asyncio does not
-    set TCP_NODELAY on accepted connections and every keep-alive response waits ~40 ms for a
-    delayed ACK (uvicorn issue #3149); binding it ourselves with the protocol avoids that.
-    """
+def run_workers(sock: socket.socket, host: str, port: int, workers: int) -> None:
+    """uvicorn's multi-process supervisor over the listening socket bound here."""
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
@@ -83,16 +106,11 @@ def run_workers(host: str, port: int, workers: int) -> None:
         log_level="info",
         access_log=False,
     )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
     sock.set_inheritable(True)
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 @handle_errors
@@ -106,8 +124,14 @@ def demo(
     from chatledger.demo import ensure_demo
 
     settings = settings_from(data_dir or Path("./chatledger-demo"), database, create=True)
-    platform = Platform.open(settings)
-    info = ensure_demo(platform)
+    sock = listening_socket(host, port)
+    platform = _open_platform(settings, sock)
+    try:
+        info = ensure_demo(platform)
+    except BaseException:
+        sock.close()
+        platform.close()
+        raise
     base = f"http://{host}:{port}"
     typer.echo(
         "\n".join(
@@ -129,4 +153,4 @@ def demo(
             ]
         )
     )
-    run_server(platform, host, port)
+    run_server(platform, sock)
