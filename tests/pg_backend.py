@@ -132,10 +132,12 @@ class DatabasePerDataDir:
         """A replacement for ``Settings.load``: an explicit ``database_url`` is kept, none
         becomes the data directory's database."""
 
-        def load(cls: type, data_dir: Path, *, database_url: str | None = None) -> Any:
+        def load(
+            cls: type, data_dir: Path, *, database_url: str | None = None, create: bool = True
+        ) -> Any:
             if database_url is None:
                 database_url = self.url(data_dir)
-            return original(cls, data_dir, database_url=database_url)
+            return original(cls, data_dir, database_url=database_url, create=create)
 
         load.__doc__ = original.__doc__
         return classmethod(load)

@@ -13,6 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from chatledger.cli.main import app
+from chatledger.config import Settings
+from chatledger.runtime import open_store
 
 runner = CliRunner()
 
@@ -124,23 +126,21 @@ def test_settings_of_the_wrong_type_are_refused(filled: Path) -> None:
 
 def test_a_database_restored_without_its_secrets_gets_no_new_keys(filled: Path) -> None:
     """New keys would make every entry look forged and sign with a key nobody knows."""
+
+    def entries() -> int:
+        store = open_store(Settings.load(filled))
+        try:
+            return store.size()
+        finally:
+            store.close()
+
     shutil.rmtree(filled / "secrets")
-    size_before = (
-        sqlite3.connect(filled / "chatledger.db")
-        .execute("SELECT count(*) FROM ledger_entries")
-        .fetchone()
-    )
     code, _, err = cli(filled, "ledger", "public-key")
     assert code == 1
     assert "missing from" in err and "restore the secrets directory" in err
     assert not (filled / "secrets" / "log.key").exists()
     assert not (filled / "secrets" / "master.key").exists()
-    size_after = (
-        sqlite3.connect(filled / "chatledger.db")
-        .execute("SELECT count(*) FROM ledger_entries")
-        .fetchone()
-    )
-    assert size_after == size_before
+    assert entries() == 3
 
 
 def test_append_refuses_invalid_utf8(data_dir: Path, tmp_path: Path) -> None:
