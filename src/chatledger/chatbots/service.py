@@ -7,9 +7,11 @@ configuration before and after, so the ledger alone can rebuild it too).
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -64,6 +66,49 @@ def parse_config(data: dict[str, Any]) -> ChatbotConfig:
             for err in exc.errors()
         )
         raise InvalidInput(f"invalid chatbot settings: {problems}") from None
+
+
+# ISO 8601 extended format with a date and a time: 2026-11-28T15:00:00Z,
+# 2026-11-28T16:00:00.5+01:00, 2026-11-28T15:00 (no offset: UTC).
+_MOMENT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+MOMENT_HELP = (
+    "an ISO 8601 date and time such as 2026-11-28T15:00:00Z or 2026-11-28T16:00:00+01:00 "
+    "(without an offset it is UTC)"
+)
+
+
+def parse_moment(value: str) -> datetime:
+    """``value`` (ISO 8601, with an offset or Z; naive means UTC) as an aware UTC datetime.
+
+    Anything else (a bare date, ``yesterday``, an impossible date) is refused with
+    :class:`InvalidInput`, so that a moment is never compared as a string.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if _MOMENT.fullmatch(text):
+        normalized = text.replace(",", ".")
+        if normalized[-1] in "Zz":
+            normalized = normalized[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(normalized)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
+    shown = text if len(text) <= 60 else text[:60] + "..."
+    hint = ""
+    if re.search(r"[0-9] [0-9]{2}(?::?[0-9]{2})?$", text):
+        hint = " (in a URL, send the + of an offset as %2B)"
+    raise InvalidInput(f"at must be {MOMENT_HELP}; got {shown!r}{hint}")
+
+
+def _stored_moment(value: str) -> datetime:
+    """A stored UTC timestamp (``2026-11-28T14:47:19.123456Z``) as an aware datetime."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _check_name(name: Any) -> str:
@@ -281,11 +326,14 @@ class ChatbotService:
         ]
 
     def version_at(self, principal: Principal, chatbot_id: str, at: str) -> dict[str, Any]:
-        """The configuration in force at ``at`` (an ISO timestamp)."""
-        versions = [v for v in self.versions(principal, chatbot_id) if v["created_at"] <= at]
-        if not versions:
-            raise NotFound(f"chatbot {chatbot_id} did not exist at {at}")
-        found: dict[str, Any] = versions[-1]
+        """The configuration in force at ``at`` (see :func:`parse_moment`)."""
+        moment = parse_moment(at)
+        versions = self.versions(principal, chatbot_id)
+        in_force = [v for v in versions if _stored_moment(v["created_at"]) <= moment]
+        if not in_force:
+            first = f" (created {versions[0]['created_at']})" if versions else ""
+            raise NotFound(f"chatbot {chatbot_id} did not exist at {utc_timestamp(moment)}{first}")
+        found: dict[str, Any] = in_force[-1]
         return found
 
     def version_diff(

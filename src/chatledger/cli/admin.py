@@ -18,6 +18,7 @@ from chatledger.cli.common import (
 )
 from chatledger.events import Actor
 from chatledger.identity.principal import Principal, system_principal
+from chatledger.identity.service import KEY_PREFIX, split_key_reference
 from chatledger.platform import Platform
 
 users_app = typer.Typer(help="Users of the console and the API.", no_args_is_help=True)
@@ -29,9 +30,9 @@ ExpiresIn = Annotated[int | None, typer.Option(help="Expire after this many days
 
 
 def default_workspace(platform: Platform, workspace: str | None) -> str:
-    """The workspace named, or the first one (created on first use)."""
-    if workspace:
-        return workspace
+    """The workspace named (which must exist), or the first one (created on first use)."""
+    if workspace is not None:
+        return str(platform.identity.workspace(workspace)["id"])
     existing = platform.identity.workspaces()
     if existing:
         return str(existing[0]["id"])
@@ -55,7 +56,7 @@ def create_user(
     """Create a user; the password is read from standard input, or generated and printed."""
     given = "" if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     password = given or secrets.token_urlsafe(15)
-    platform = Platform.open(settings_from(data_dir, database))
+    platform = Platform.open(settings_from(data_dir, database, create=True))
     try:
         user_id = platform.identity.create_user(
             operator(platform, workspace), email=email, password=password, role=role
@@ -98,22 +99,38 @@ def create_key(
         print(token)
 
 
+def text(value: object) -> str:
+    """A value for text output: a dash for a missing one, never ``None``."""
+    return "-" if value is None or value == "" else str(value)
+
+
 @keys_app.command("revoke")
 @handle_errors
 def revoke_key(
-    key_id: Annotated[str, typer.Argument(help="The key id (the part after clk_).")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            metavar="KEY",
+            help="The key id (clk_ and 16 hex digits, or just the digits) or the whole key "
+            "(its secret is then checked, and never printed).",
+        ),
+    ],
     data_dir: DataDir = None,
     database: DatabaseUrl = None,
     json: JsonFlag = False,
 ) -> None:
     """Revoke an API key."""
+    key_id, _ = split_key_reference(key)
     platform = Platform.open(settings_from(data_dir, database))
     try:
         info = platform.identity.api_key(key_id)
-        result = platform.identity.revoke_api_key(system_principal(info.workspace_id), key_id)
+        result = platform.identity.revoke_api_key(system_principal(info.workspace_id), key)
     finally:
         platform.close()
     if json:
         print_json(result.to_json())
     else:
-        print(f"revoked {key_id}")
+        print(
+            f"revoked {KEY_PREFIX}{result.id} ({result.role}, workspace {result.workspace_id}, "
+            f"revoked at {text(result.revoked_at)})"
+        )

@@ -8,7 +8,8 @@ from typing import Annotated
 import orjson
 import typer
 
-from chatledger.cli.admin import Workspace, operator
+from chatledger.chatbots.service import MOMENT_HELP
+from chatledger.cli.admin import Workspace, operator, text
 from chatledger.cli.common import (
     DatabaseUrl,
     DataDir,
@@ -45,7 +46,7 @@ def list_chatbots(
         print_json([b.to_json() for b in bots])
         return
     for bot in bots:
-        print(f"{bot.id}\tv{bot.config_version}\t{bot.name}")
+        print(f"{bot.id}\tv{bot.config_version}\t{text(bot.name)}")
 
 
 @app.command()
@@ -67,14 +68,16 @@ def history(
         print_json(versions)
         return
     for v in versions:
-        print(f"v{v['version']}\t{v['created_at']}\t{v['actor_id']}\tseq {v['seq']}")
+        print(
+            f"v{v['version']}\t{text(v['created_at'])}\t{text(v['actor_id'])}\tseq {text(v['seq'])}"
+        )
 
 
 @app.command()
 @handle_errors
 def config(
     chatbot: ChatbotId,
-    at: Annotated[str, typer.Option(help="A past moment, ISO 8601 UTC (2026-11-28T15:00:00Z).")],
+    at: Annotated[str, typer.Option(help=f"A past moment: {MOMENT_HELP}.")],
     workspace: Workspace = None,
     data_dir: DataDir = None,
     database: DatabaseUrl = None,

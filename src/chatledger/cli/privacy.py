@@ -55,10 +55,11 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         print("(none)")
         return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    cells = [{c: "-" if r.get(c) is None else str(r[c]) for c in columns} for r in rows]
+    widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    for cell in cells:
+        print("  ".join(cell[c].ljust(widths[c]) for c in columns).rstrip())
 
 
 # -- retention ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -213,8 +213,6 @@ def record_denied(request: Request, exc: Forbidden) -> None:
 
 
 def error_response(request: Request, status: int, title: str, message: str) -> Response:
-    if request.url.path.startswith("/widget/api/"):
-        return JSONResponse({"error": {"code": title, "message": message}}, status_code=status)
     template = "_error.html" if is_htmx(request) else "error.html"
     return render(
         request,

@@ -22,6 +22,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -43,7 +45,22 @@ from chatledger.identity.principal import Principal
 from chatledger.identity.roles import Role
 from chatledger.platform import Platform
 
-router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+API_PREFIX = "/widget/api/"
+
+
+class WidgetRoute(ConsoleRoute):
+    """The frame answers errors as the console does (an HTML page); the anonymous chat
+    endpoints under ``/widget/api/`` are an API, so their errors go to the app's error
+    handlers (chatledger.api.errors) and come out in the one JSON error shape, with the
+    same status codes, ``request_id`` and recorded denials as the rest of the API."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        if self.path.startswith(API_PREFIX):
+            return APIRoute.get_route_handler(self)
+        return super().get_route_handler()
+
+
+router = APIRouter(route_class=WidgetRoute, include_in_schema=False)
 
 TOKEN_HEADER = "x-widget-token"  # noqa: S105 (a header name)
 TOKEN_SECONDS = 12 * 3600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
 
 KEY_PREFIX = "clk_"
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 SESSION_PREFIX = "cls_"
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)
@@ -53,6 +55,25 @@ def _ts(moment: datetime) -> str:
 
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def split_key_reference(value: str) -> tuple[str, str | None]:
+    """The key id and, when the whole key was given, its secret.
+
+    Accepts ``clk_<id>``, the bare ``<id>``, or the whole key ``clk_<id>_<secret>``. The
+    error never repeats what was given: it may be a whole key, secret included.
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if text.startswith(KEY_PREFIX):
+        text = text[len(KEY_PREFIX) :]
+    key_id, sep, secret = text.partition("_")
+    if not _KEY_ID.fullmatch(key_id):
+        raise InvalidInput(
+            "not an API key id: give clk_ and the 16 hex digits of the id, or the whole key"
+        )
+    if sep and not secret:
+        raise InvalidInput(f"the API key {KEY_PREFIX}{key_id}_... has an empty secret")
+    return key_id, secret if sep else None
 
 
 def _role(value: str) -> Role:
@@ -114,6 +135,15 @@ class IdentityService:
             ]
 
         return self.ledger.transact(work)[0]
+
+    def workspace(self, workspace_id: str) -> dict[str, Any]:
+        """One workspace; :class:`NotFound` when there is none with this id."""
+        rows = self.ledger.store.query(
+            "SELECT id, name, created_at FROM workspaces WHERE id = ?", (workspace_id,)
+        )
+        if not rows:
+            raise NotFound(f"no workspace {workspace_id!r}")
+        return {"id": rows[0][0], "name": rows[0][1], "created_at": rows[0][2]}
 
     def workspaces(self) -> list[dict[str, Any]]:
         rows = self.ledger.store.query(
@@ -194,11 +224,25 @@ class IdentityService:
         self.ledger.transact(work)
         return token, info
 
-    def revoke_api_key(self, principal: Principal, key_id: str) -> ApiKeyInfo:
+    def revoke_api_key(self, principal: Principal, key: str) -> ApiKeyInfo:
+        """Revoke a key named by its id (``clk_<id>`` or ``<id>``) or given whole
+        (``clk_<id>_<secret>``: the secret must then be the key's). No message, event or
+        error carries the secret."""
+        key_id, secret = split_key_reference(key)
         require(principal, Permission.KEYS_MANAGE, "api_key", key_id)
         info = self.api_key(key_id)
         if info.workspace_id != principal.workspace_id and principal.via != "system":
-            raise NotFound(f"no API key {key_id}")
+            raise NotFound(f"no API key {KEY_PREFIX}{key_id}")
+        if secret is not None:
+            rows = self.ledger.store.query(
+                "SELECT secret_hash FROM api_keys WHERE id = ?", (key_id,)
+            )
+            stored = str(rows[0][0]) if rows else ""
+            if not hmac.compare_digest(stored, _digest(secret)):
+                raise InvalidInput(
+                    f"the secret given is not that of API key {KEY_PREFIX}{key_id}: "
+                    "nothing was revoked"
+                )
         if info.revoked_at:
             return info
 
@@ -225,7 +269,9 @@ class IdentityService:
             (key_id,),
         )
         if not rows:
-            raise NotFound(f"no API key {key_id}")
+            # what was asked for is repeated only when it is an id (never a whole key)
+            shown = f" {KEY_PREFIX}{key_id}" if _KEY_ID.fullmatch(key_id) else ""
+            raise NotFound(f"no API key{shown}")
         return ApiKeyInfo(*rows[0])
 
     def api_keys(self, principal: Principal) -> list[ApiKeyInfo]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Query, Response
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
 from chatledger.api.pagination import check_limit, decode_cursor, page
 from chatledger.chatbots.config import ChatbotConfig
-from chatledger.errors import InvalidInput
+from chatledger.chatbots.service import MOMENT_HELP
 
 router = APIRouter(tags=["chatbots"])
 
@@ -72,11 +72,14 @@ def config_versions(
 
 @router.get("/chatbots/{chatbot_id}/config")
 def config_at(
-    chatbot_id: str, principal: CurrentPrincipal, platform: PlatformDep, at: str = Query(...)
+    chatbot_id: str,
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    at: str = Query(..., description=f"The moment: {MOMENT_HELP}."),
 ) -> dict[str, Any]:
-    """The configuration in force at a past moment (ISO 8601 UTC, e.g. 2026-11-28T15:00:00Z)."""
-    if len(at) < 10:
-        raise InvalidInput("at must be an ISO 8601 timestamp")
+    """The configuration in force at a past moment (ISO 8601 with Z or an offset, e.g.
+    2026-11-28T15:00:00Z; without an offset it is UTC). Anything else is refused (422); a
+    moment before the chatbot existed is not found (404)."""
     return platform.chatbots.version_at(principal, chatbot_id, at)
 
 
