@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -28,7 +28,7 @@ class DemoInfo:
     email: str
     password: str
     api_key: str
-    documents: int
+    documents: int  # the chatbot's documents now (ensure_demo counts them on every start)
 
 
 def demo_documents() -> list[tuple[str, bytes]]:
@@ -46,7 +46,9 @@ def ensure_demo(platform: Platform) -> DemoInfo:
     """Create the demo workspace once; later runs read back what was created."""
     path = platform.settings.data_dir / DEMO_FILE
     if path.exists():
-        return DemoInfo(**json.loads(path.read_text(encoding="utf-8")))
+        info = DemoInfo(**json.loads(path.read_text(encoding="utf-8")))
+        # demo.json holds what was created; documents are uploaded and deleted since.
+        return replace(info, documents=document_count(platform, info.chatbot_id))
     actor = Actor("system", "demo", "owner")
     workspace_id = platform.identity.create_workspace("Kestrel Vault demo", actor)
     operator = system_principal(workspace_id)
@@ -65,6 +67,15 @@ def ensure_demo(platform: Platform) -> DemoInfo:
     info = DemoInfo(workspace_id, bot.id, email, password, api_key, count)
     _write_private(path, json.dumps(asdict(info), indent=2))
     return info
+
+
+def document_count(platform: Platform, chatbot_id: str) -> int:
+    """The chatbot's documents now (deleted ones aside), whatever demo.json recorded."""
+    rows = platform.ledger.store.query(
+        "SELECT COUNT(*) FROM documents WHERE chatbot_id = ? AND deleted_at IS NULL",
+        (chatbot_id,),
+    )
+    return int(rows[0][0])
 
 
 def _write_private(path: Path, text: str) -> None:

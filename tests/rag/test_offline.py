@@ -124,3 +124,88 @@ def test_long_list_passages_and_duplicates() -> None:
     assert answer.count("Express shipping costs 9 euros") == 1
     assert "#" not in answer
     assert "- " not in answer
+
+
+# A plain-text article keeps its headings inline (chunks keep them, see rag/chunking.py).
+RESET_ARTICLE = """Resetting your password
+
+If you have forgotten your Kestrel Vault password, you can set a new one yourself in a few
+minutes.
+
+How to reset your password
+
+1. On the sign-in page, select "Forgot password?".
+2. Enter the email address of your account. We send you an email with a reset link.
+3. Open the link and choose a new password. The link can be used once and is valid for
+   60 minutes. If it has expired, simply request a new one.
+
+What happens after a reset"""
+VAULT = """Your Private Vault passphrase
+
+The Private Vault folder is end-to-end encrypted with its own passphrase. Resetting your
+account password does not change or reset the vault passphrase."""
+
+
+def test_a_title_line_is_context_not_the_answer() -> None:
+    passages = (
+        ContextPassage(1, "c1", "d1", 1, RESET_ARTICLE, score=0.91),
+        ContextPassage(2, "c2", "d1", 1, VAULT, score=0.77),
+    )
+    request = CompletionRequest(
+        messages=(), question="How do I reset my password?", passages=passages
+    )
+    completion = RESPONDER.complete(request)
+    assert not completion.unanswered
+    # Not the title ("Resetting your password [1].") nor the vault sentence that happens to
+    # hold both words: the steps under the heading that asks the question.
+    assert completion.text == (
+        'On the sign-in page, select "Forgot password?" [1]. '
+        "Enter the email address of your account [1]. "
+        "We send you an email with a reset link [1]."
+    )
+    assert grounding.assess(completion.text, passages).score == 1.0
+
+
+def test_headings_are_never_quoted_when_the_passage_has_body_text() -> None:
+    for question in ("What happens after a reset?", "resetting password", "reset"):
+        request = CompletionRequest(
+            messages=(),
+            question=question,
+            passages=(ContextPassage(1, "c1", "d1", 1, RESET_ARTICLE, score=0.9),),
+        )
+        text = RESPONDER.complete(request).text
+        for heading in ("Resetting your password [", "How to reset your password [", "reset ["):
+            assert heading not in text, (question, text)
+    # A passage that is nothing but a heading may still be quoted.
+    alone = ContextPassage(1, "c1", "d1", 1, "Express shipping costs", score=0.9)
+    request = CompletionRequest(messages=(), question="express shipping", passages=(alone,))
+    assert RESPONDER.complete(request).text == "Express shipping costs [1]."
+
+
+def test_a_sentence_that_only_echoes_the_question_is_not_the_answer() -> None:
+    steps = (
+        "1. Use a unique password of at least 12 characters.\n"
+        "2. Turn on two-factor authentication.\n"
+        "3. Review your devices and sessions regularly."
+    )
+    how = (
+        "1. Go to Settings → Security → Two-factor authentication and select Turn on.\n"
+        "2. Choose a method and follow the instructions. For an authenticator app, scan the "
+        "QR code.\n"
+        "3. Save your recovery codes."
+    )
+    passages = (
+        ContextPassage(1, "c1", "d1", 1, steps, "Account security > Recommended steps", None, 0.83),
+        ContextPassage(
+            2, "c2", "d2", 1, how, "Two-factor authentication > Turning on 2FA", None, 0.8
+        ),
+    )
+    question = "How do I turn on two-factor authentication?"
+    request = CompletionRequest(messages=(), question=question, passages=passages)
+    text = RESPONDER.complete(request).text
+    # The procedure, step by step, rather than "Turn on two-factor authentication [1]."
+    assert text == (
+        "Go to Settings → Security → Two-factor authentication and select Turn on [2]. "
+        "Choose a method and follow the instructions [2]. "
+        "For an authenticator app, scan the QR code [2]."
+    )

@@ -31,7 +31,7 @@ import platform as host_platform
 import socket
 import uuid
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ import orjson
 
 from chatledger import __version__
 from chatledger.audit.evidence_html import render_html
-from chatledger.chat.replay import replay_conversation
+from chatledger.chat.replay import TAMPER_REASON, record_tampering, replay_conversation
 from chatledger.errors import ChatLedgerError, IntegrityError, InvalidInput, NotFound
 from chatledger.events import Actor, Entity, Event
 from chatledger.ledger import merkle
@@ -345,6 +345,26 @@ def _payload_line(record: Record) -> bytes:
     return orjson.dumps(item)
 
 
+def _refuse_tampered_sources(
+    ledger: Ledger, conversations: Sequence[str], custodian: Custodian
+) -> None:
+    """A pack must not carry a source text that no longer matches the SHA-256 its answer
+    recorded: before anything is exported, name such sources and record the finding (the
+    replays are rebuilt after the export event, which belongs in them)."""
+    for conversation_id in conversations:
+        replay = replay_conversation(ledger, conversation_id)
+        if not replay["tampered_sources"]:
+            continue
+        seq = record_tampering(ledger, replay, custodian.actor, f"evidence_{custodian.via}")
+        raise IntegrityError(
+            f"no evidence pack written: source texts of conversation {conversation_id} do not "
+            f"match the ledger ({'; '.join(replay['warnings'])}); recorded as "
+            f"ledger.tamper_detected, seq {seq}",
+            reason=TAMPER_REASON,
+            seq=min(int(t["answer_seq"]) for t in replay["tampered_sources"]),
+        )
+
+
 def build_evidence_pack(
     ledger: Ledger,
     scope: EvidenceScope,
@@ -357,6 +377,7 @@ def build_evidence_pack(
     """Record the export, then write the pack to ``out`` (atomically) and check it."""
     scope_json = scope.to_json(ledger)
     seqs, conversations = _select(ledger, scope, entry_filter)
+    _refuse_tampered_sources(ledger, conversations, custodian)
     pack_id = f"ev_{uuid.uuid4().hex[:20]}"
     # 1. The export goes on the record first; the pack then proves its own custody event.
     attributes: dict[str, Any] = {

@@ -2,15 +2,26 @@
 mutable tables. Every answer comes with its sources exactly as they were (chunk text by
 hash, document name and version, score, whether it was cited), the model and token counts,
 groundedness, the configuration in force, guard verdicts, feedback, resolution, outcomes,
-and erased parts marked as erased with when and under which request."""
+and erased parts marked as erased with when and under which request.
+
+The content store is not the record: each source text is checked against the SHA-256 its
+answer's ledger entry committed to (``chunk_sha256``). A source carries ``integrity``:
+``verified``, ``tampered`` (the stored bytes no longer hash to the recorded digest: the text is
+withheld, ``text`` is null, ``stored_sha256`` says what is there now), or ``erased`` /
+``missing`` (no content, marked ``erased`` as before). Tampered sources are listed in the
+replay's ``tampered_sources`` and described in its ``warnings``; :func:`record_tampering`
+records them as a ``ledger.tamper_detected`` security event."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from chatledger.documents.content import get_texts
+from chatledger.documents.content import get_blobs, sha256_hex
 from chatledger.errors import NotFound
+from chatledger.events import Actor, Entity, Event, Outcome
 from chatledger.ledger.service import Ledger, Record
+
+TAMPER_REASON = "source_text_mismatch"
 
 
 def _content(record: Record, key: str = "text") -> dict[str, Any]:
@@ -43,6 +54,8 @@ def replay_conversation(ledger: Ledger, conversation_id: str) -> dict[str, Any]:
         "feedback": [],
         "ended_at": None,
         "ledger_seqs": seqs,
+        "warnings": [],
+        "tampered_sources": [],
     }
     answers: dict[str, dict[str, Any]] = {}
     messages: dict[str, dict[str, Any]] = {}
@@ -173,7 +186,8 @@ def replay_conversation(ledger: Ledger, conversation_id: str) -> dict[str, Any]:
     for answer_id, call in calls.items():
         if answer_id in answers:
             answers[answer_id]["model_call"] = call
-    _fill_sources(ledger, list(answers.values()))
+    out["tampered_sources"] = _fill_sources(ledger, list(answers.values()))
+    out["warnings"] = [_warning(t) for t in out["tampered_sources"]]
     out["resolution"] = (
         out["resolution_history"][-1]["resolution"] if out["resolution_history"] else "open"
     )
@@ -182,9 +196,10 @@ def replay_conversation(ledger: Ledger, conversation_id: str) -> dict[str, Any]:
     return out
 
 
-def _fill_sources(ledger: Ledger, answers: list[dict[str, Any]]) -> None:
+def _fill_sources(ledger: Ledger, answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every source its text, checked against its recorded hash; return the tampered."""
     sources = [s for a in answers for s in a["sources"]]
-    texts = get_texts(ledger.store, sorted({s["chunk_sha256"] for s in sources}))
+    blobs = get_blobs(ledger.store, sorted({s["chunk_sha256"] for s in sources}))
     names = document_names(ledger, sorted({s["document_id"] for s in sources}))
     chunk_rows = {}
     ids = sorted({s["chunk_id"] for s in sources})
@@ -195,14 +210,73 @@ def _fill_sources(ledger: Ledger, answers: list[dict[str, Any]]) -> None:
             f"SELECT id, heading, page FROM chunks WHERE id IN ({marks})", part
         ):
             chunk_rows[cid] = (heading, page)
-    for source in sources:
-        text = texts.get(source["chunk_sha256"])
-        source["text"] = text
-        if text is None:
-            source["erased"] = True
-        source["document_name"] = names.get((source["document_id"], source["document_version"]))
-        heading, page = chunk_rows.get(source["chunk_id"], ("", None))
-        source["heading"], source["page"] = heading, page
+    tampered: list[dict[str, Any]] = []
+    for answer in answers:
+        for source in answer["sources"]:
+            digest = source["chunk_sha256"]
+            data = blobs.get(digest)
+            source["text"] = None
+            if data is None:
+                source["erased"] = True
+                source["integrity"] = "erased" if digest in blobs else "missing"
+            elif sha256_hex(data) != digest:
+                # Altered behind the ledger's back: never shown as the passage that was quoted.
+                source["integrity"] = "tampered"
+                source["stored_sha256"] = sha256_hex(data)
+                tampered.append(
+                    {
+                        "answer_id": answer["id"],
+                        "answer_seq": answer["seq"],
+                        "chunk_id": source["chunk_id"],
+                        "chunk_sha256": digest,
+                        "stored_sha256": source["stored_sha256"],
+                    }
+                )
+            else:
+                source["text"] = data.decode("utf-8")
+                source["integrity"] = "verified"
+            source["document_name"] = names.get((source["document_id"], source["document_version"]))
+            heading, page = chunk_rows.get(source["chunk_id"], ("", None))
+            source["heading"], source["page"] = heading, page
+    return tampered
+
+
+def _warning(item: dict[str, Any]) -> str:
+    return (
+        f"source {item['chunk_id']} of answer {item['answer_id']} (seq {item['answer_seq']}) "
+        f"was altered in the content store: its SHA-256 is {item['stored_sha256']}, not the "
+        f"{item['chunk_sha256']} the ledger recorded; its text is withheld"
+    )
+
+
+def record_tampering(ledger: Ledger, replay: dict[str, Any], actor: Actor, via: str) -> int | None:
+    """Record the tampered sources a replay found as a ``ledger.tamper_detected`` security
+    event (as a failed verification records it); the event's seq, or None when all was well."""
+    found = replay.get("tampered_sources") or []
+    if not found:
+        return None
+    receipt = ledger.append(
+        Event(
+            "ledger.tamper_detected",
+            actor,
+            Entity("ledger", ledger.origin),
+            Outcome.FAILURE,
+            attributes={
+                "ok": False,
+                "tree_size": ledger.size(),
+                "first_bad_seq": min(int(t["answer_seq"]) for t in found),
+                "reason": TAMPER_REASON,
+                "via": via,
+                "chatbot_id": replay.get("chatbot_id") or None,
+                "conversation_id": replay["conversation_id"],
+                "sources": [
+                    {k: t[k] for k in ("answer_seq", "chunk_id", "chunk_sha256", "stored_sha256")}
+                    for t in found
+                ],
+            },
+        )
+    )
+    return int(receipt.seq)
 
 
 def document_names(ledger: Ledger, document_ids: list[str]) -> dict[tuple[str, int], str]:

@@ -18,24 +18,13 @@ from chatledger.cli.common import (
     handle_errors,
     opened_ledger,
     print_json,
+    verifier_key_argument,
 )
 
 KeyOption = Annotated[
     str | None,
     typer.Option(help="The log's verifier key (name+keyid+base64key), or a file holding it."),
 ]
-
-
-def _key_argument(key: str | None) -> str | None:
-    if key is None:
-        return None
-    path = Path(key)
-    if "+" not in key or path.is_file():
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError:
-            return key
-    return key
 
 
 @handle_errors
@@ -71,8 +60,9 @@ def evidence(
 
     scope = EvidenceScope(conversation_id=conversation, subject=subject, start=from_, end=to)
     scope.normalized()  # refuse a bad scope before opening anything
+    custodian = Custodian.for_cli(exported_by, reason)
     with opened_ledger(data_dir, database) as ledger:
-        result = build_evidence_pack(ledger, scope, Custodian.for_cli(exported_by, reason), out)
+        result = build_evidence_pack(ledger, scope, custodian, out)
     if json:
         print_json(result.to_json())
     else:
@@ -95,7 +85,7 @@ def verify_evidence_cmd(
 
     if not file.is_file():
         raise fail(f"no such evidence pack: {file}", 2)
-    report = verify_evidence(file, _key_argument(key))
+    report = verify_evidence(file, verifier_key_argument(key))
     if json:
         print_json(report.to_json())
     for warning in report.warnings:
@@ -119,10 +109,14 @@ def _text_transcript(replay: dict[str, Any]) -> str:
     lines = [
         f"conversation {replay['conversation_id']} (chatbot {replay.get('chatbot_id')}, "
         f"channel {replay.get('channel')})",
-        f"started {replay.get('started_at')}, ended {replay.get('ended_at')}, "
+        f"started {replay.get('started_at')}, ended {replay.get('ended_at') or '-'}, "
         f"resolution {replay.get('resolution')}, outcomes {', '.join(replay['outcome_tags'])}",
         "",
     ]
+    if replay.get("warnings"):
+        lines += ["WARNING: source texts were altered in the content store after the fact:"]
+        lines += [f"  - {w}" for w in replay["warnings"]]
+        lines.append("")
     for m in replay["messages"]:
         if m.get("erased"):
             text = f"[erased {m.get('erased_at')} by seq {m.get('erasure_seq')}]"
@@ -141,10 +135,38 @@ def _text_transcript(replay: dict[str, Any]) -> str:
                 lines.append(
                     f"   {mark}[{s.get('rank')}] {s.get('document_name')} "
                     f"v{s.get('document_version')} score {s.get('score')} ({s.get('chunk_id')})"
+                    + _integrity_note(s)
                 )
             for fb in m.get("feedback", []):
                 lines.append(f"    feedback {fb.get('rating')}: {fb.get('comment') or ''}")
     return "\n".join(lines) + "\n"
+
+
+def _integrity_note(source: dict[str, Any]) -> str:
+    if source.get("integrity") == "tampered":
+        return " TAMPERED: text withheld, it does not match the recorded SHA-256"
+    if source.get("erased"):
+        return " (text erased)"
+    return ""
+
+
+def _for_display(replay: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the replay in which a tampered source says so where its text would be (the
+    HTML page shows a source's text as given)."""
+    messages = []
+    for m in replay["messages"]:
+        sources = [
+            {
+                **s,
+                "text": "[withheld: altered in the content store; its SHA-256 is "
+                f"{s.get('stored_sha256')}, not the {s.get('chunk_sha256')} the ledger recorded]",
+            }
+            if s.get("integrity") == "tampered"
+            else s
+            for s in m.get("sources", []) or []
+        ]
+        messages.append({**m, "sources": sources} if "sources" in m else m)
+    return {**replay, "messages": messages}
 
 
 @handle_errors
@@ -162,18 +184,19 @@ def replay(
     import getpass
 
     from chatledger.audit.evidence_html import render_html
-    from chatledger.chat.replay import replay_conversation
+    from chatledger.chat.replay import record_tampering, replay_conversation
     from chatledger.events import Actor, Entity, Event
 
     chosen = "json" if json else format
     if chosen not in ("text", "json", "html"):
         raise fail("--format must be text, json or html", 2)
+    viewer = Actor("user", by or f"cli:{getpass.getuser()}", "operator")
     with opened_ledger(data_dir, database) as ledger:
         result = replay_conversation(ledger, conversation_id)
         ledger.append(
             Event(
                 "conversation.view",
-                Actor("user", by or f"cli:{getpass.getuser()}", "operator"),
+                viewer,
                 Entity("conversation", conversation_id),
                 attributes={
                     "chatbot_id": result.get("chatbot_id") or None,
@@ -182,6 +205,7 @@ def replay(
                 },
             )
         )
+        tamper_seq = record_tampering(ledger, result, viewer, "cli_replay")
     if chosen == "json":
         print_json(result)
     elif chosen == "html":
@@ -195,10 +219,19 @@ def replay(
             "event": {"action": "conversation.view", "seq": ""},
             "ledger": {"origin": "", "tree_size": "", "checkpoint": "", "verifier_key": ""},
         }
-        doc = {"conversations": [result], "events": []}
+        doc = {"conversations": [_for_display(result)], "events": []}
         sys.stdout.write(render_html(doc, custody).decode())
     else:
         sys.stdout.write(_text_transcript(result))
+    if result["warnings"]:
+        sys.stdout.flush()
+        for warning in result["warnings"]:
+            err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
+        raise fail(
+            f"{len(result['tampered_sources'])} source text(s) do not match the ledger "
+            f"(recorded as ledger.tamper_detected, seq {tamper_seq})",
+            3,
+        )
 
 
 def register(app: typer.Typer) -> None:

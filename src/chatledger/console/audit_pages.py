@@ -24,7 +24,7 @@ from chatledger.audit.search import Filters as SearchFilters
 from chatledger.audit.search import Visibility, record_access
 from chatledger.audit.search import search as search_events
 from chatledger.audit.textindex import Match
-from chatledger.chat.replay import replay_conversation
+from chatledger.chat.replay import record_tampering, replay_conversation
 from chatledger.console import diffs
 from chatledger.console.queries import Scope
 from chatledger.console.web import ConsoleRoute, Ctx, console_ctx, redirect, render
@@ -309,6 +309,7 @@ def replay(conversation_id: str, ctx: CtxDep) -> Response:
         Entity("conversation", conv.id),
         {"chatbot_id": conv.chatbot_id, "conversation_id": conv.id, "via": "console"},
     )
+    record_tampering(platform.ledger, result, ctx.principal.actor, "console")
     actors = {str(m.get("actor", {}).get("id")) for m in result["messages"]}
     return render(
         ctx.request,

@@ -30,14 +30,37 @@ def put_blobs(txn: WriteTxn, blobs: Iterable[bytes]) -> list[str]:
     return digests
 
 
-def get_texts(store: Store, digests: Sequence[str]) -> dict[str, str | None]:
-    """Texts by digest; ``None`` for content that retention has erased."""
-    out: dict[str, str | None] = {}
+def _as_bytes(data: object) -> bytes:
+    """A stored blob as bytes, whatever type the database hands back: a value written behind
+    the platform's back may be TEXT (or a number) rather than a BLOB. Such a value is kept
+    as its UTF-8 bytes, so that its SHA-256 tells whether it is still the content."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    return str(data).encode("utf-8", "surrogatepass")
+
+
+def get_blobs(store: Store, digests: Sequence[str]) -> dict[str, bytes | None]:
+    """Stored bytes by digest, exactly as kept: ``None`` for content that retention has
+    erased; digests with no row at all are left out. Callers that show content check it
+    against its digest (:func:`sha256_hex`): the store is not the record."""
+    # SQLite hands back a TEXT value written behind our back as ``str``, and refuses one that
+    # is not valid UTF-8: ask for the bytes. (PostgreSQL's column is bytea, always bytes.)
+    column = "CAST(data AS BLOB)" if store.dialect == "sqlite" else "data"
+    out: dict[str, bytes | None] = {}
     for start in range(0, len(digests), 400):
         chunk = list(digests[start : start + 400])
         marks = ",".join("?" * len(chunk))
         for digest, data in store.query(
-            f"SELECT sha256, data FROM blobs WHERE sha256 IN ({marks})", chunk
+            f"SELECT sha256, {column} FROM blobs WHERE sha256 IN ({marks})", chunk
         ):
-            out[digest] = None if data is None else bytes(data).decode("utf-8", "replace")
+            out[digest] = None if data is None else _as_bytes(data)
     return out
+
+
+def get_texts(store: Store, digests: Sequence[str]) -> dict[str, str | None]:
+    """Texts by digest; ``None`` for content that retention has erased. Not checked against
+    the digest: use :func:`get_blobs` to verify before showing content as genuine."""
+    return {
+        digest: None if data is None else data.decode("utf-8", "replace")
+        for digest, data in get_blobs(store, digests).items()
+    }

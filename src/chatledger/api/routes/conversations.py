@@ -134,7 +134,11 @@ def replay(
     conversation_id: str, principal: CurrentPrincipal, platform: PlatformDep
 ) -> dict[str, Any]:
     """The conversation as recorded in the ledger, with sources as they were. Recorded as a
-    transcript access."""
+    transcript access. Each source's text is checked against the SHA-256 its answer's entry
+    recorded: an altered one has ``integrity: "tampered"`` and no text, the replay lists it in
+    ``tampered_sources`` and ``warnings``, and a ``ledger.tamper_detected`` event records it."""
+    from chatledger.chat.replay import record_tampering
+
     platform.abuse.observe_access(principal, "conversation", conversation_id)
     conv = platform.chat.get(principal, conversation_id)
     require(principal, Permission.CONVERSATION_READ, "conversation", conversation_id)
@@ -151,4 +155,5 @@ def replay(
             },
         )
     )
+    record_tampering(platform.ledger, result, principal.actor, "replay")
     return result
