@@ -15,6 +15,7 @@ from chatledger.cli.common import (
     handle_errors,
     print_json,
     settings_from,
+    shown,
 )
 from chatledger.events import Actor
 from chatledger.identity.principal import Principal, system_principal
@@ -99,11 +100,6 @@ def create_key(
         print(token)
 
 
-def text(value: object) -> str:
-    """A value for text output: a dash for a missing one, never ``None``."""
-    return "-" if value is None or value == "" else str(value)
-
-
 @keys_app.command("revoke")
 @handle_errors
 def revoke_key(
@@ -132,5 +128,5 @@ def revoke_key(
     else:
         print(
             f"revoked {KEY_PREFIX}{result.id} ({result.role}, workspace {result.workspace_id}, "
-            f"revoked at {text(result.revoked_at)})"
+            f"revoked at {shown(result.revoked_at)})"
         )

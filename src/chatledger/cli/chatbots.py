@@ -9,7 +9,7 @@ import orjson
 import typer
 
 from chatledger.chatbots.service import MOMENT_HELP
-from chatledger.cli.admin import Workspace, operator, text
+from chatledger.cli.admin import Workspace, operator
 from chatledger.cli.common import (
     DatabaseUrl,
     DataDir,
@@ -17,6 +17,7 @@ from chatledger.cli.common import (
     handle_errors,
     print_json,
     settings_from,
+    shown,
 )
 from chatledger.platform import Platform
 
@@ -46,7 +47,7 @@ def list_chatbots(
         print_json([b.to_json() for b in bots])
         return
     for bot in bots:
-        print(f"{bot.id}\tv{bot.config_version}\t{text(bot.name)}")
+        print(f"{bot.id}\tv{bot.config_version}\t{shown(bot.name)}")
 
 
 @app.command()
@@ -69,7 +70,8 @@ def history(
         return
     for v in versions:
         print(
-            f"v{v['version']}\t{text(v['created_at'])}\t{text(v['actor_id'])}\tseq {text(v['seq'])}"
+            f"v{v['version']}\t{shown(v['created_at'])}\t{shown(v['actor_id'])}\t"
+            f"seq {shown(v['seq'])}"
         )
 
 

@@ -122,6 +122,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def shown(value: object) -> str:
+    """A value for text output: a dash for a missing one, never ``None``."""
+    return "-" if value is None or value == "" else str(value)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode() + "\n")
     sys.stdout.flush()

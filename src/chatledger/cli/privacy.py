@@ -16,6 +16,7 @@ from chatledger.cli.common import (
     handle_errors,
     opened_ledger,
     print_json,
+    shown,
 )
 from chatledger.events import Actor
 
@@ -55,7 +56,7 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         print("(none)")
         return
-    cells = [{c: "-" if r.get(c) is None else str(r[c]) for c in columns} for r in rows]
+    cells = [{c: shown(r.get(c)) for c in columns} for r in rows]
     widths = {c: max(len(c), *(len(cell[c]) for cell in cells)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
     for cell in cells:
