@@ -76,6 +76,7 @@ ACTIONS: dict[str, Category] = {
     "user.role_change": _C.ACCESS,
     "membership.change": _C.ACCESS,
     "conversation.view": _C.ACCESS,
+    "analytics.view": _C.ACCESS,
     "audit.search": _C.ACCESS,
     "audit.export": _C.ACCESS,
     "audit.evidence": _C.ACCESS,

@@ -139,6 +139,11 @@ def test_injection_in_user_messages_under_each_policy(
     verdict = user_event.attributes["guard"]
     assert verdict["flagged"] and verdict["detector"] and verdict["detector_version"]
     assert verdict["policy"] == policy
+    detection = next(
+        e for e in ledger.entries(before, ledger.size()) if e.action == "guard.injection_detected"
+    )
+    # a blocked injection is recorded as blocked (SIEM severity follows the outcome)
+    assert detection.outcome == ("blocked" if policy == "block" else "flagged")
     if policy == "block":
         assert "guard.request_blocked" in recorded
         assert answer["text"] == "Sorry, I can't help with that request."

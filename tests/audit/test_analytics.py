@@ -17,6 +17,7 @@ from chatledger.cli.main import app
 from chatledger.config import Settings
 from chatledger.errors import InvalidInput
 from chatledger.events import Actor
+from chatledger.identity.principal import system_principal
 from chatledger.platform import Platform
 from tests.api.server import LiveServer, live_server
 from tests.privacy.seed import Seeded, seed
@@ -204,3 +205,44 @@ def test_cli(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["items"][0]["document_name"] == "password-reset.txt"
     result = runner.invoke(app, ["analytics", "security", "--format", "xml", *common])
     assert result.exit_code == 2
+    platform = Platform.open(Settings.load(data_dir))
+    try:
+        rows = platform.ledger.store.query(
+            "SELECT count(*) FROM ledger_entries WHERE action = 'analytics.view'"
+        )
+    finally:
+        platform.close()
+    assert rows[0][0] == 3  # each report read is recorded (the refused one ran no report)
+
+
+def test_reports_are_scoped_to_the_workspace_and_their_reads_recorded(
+    served: tuple[LiveServer, Seeded],
+) -> None:
+    """Security events of no chatbot count only for the workspace they belong to (its people,
+    or naming it), and reading a report, which quotes visitors' questions, is recorded."""
+    live, _ = served
+    other_ws = live.platform.identity.create_workspace("Other", Actor("system", "tests"))
+    other_key, _ = live.platform.identity.create_api_key(system_principal(other_ws), role="admin")
+    with live.client(live.key("viewer")) as api:
+        for _ in range(3):  # three refusals, recorded as access.denied by this workspace's key
+            assert api.post("/chatbots", json={"name": "x"}).status_code == 403
+        mine = api.get("/analytics/security").json()
+    with live.client(other_key) as api:
+        theirs = api.get("/analytics/security").json()
+    denied = [r for r in mine["items"] if r["kind"] == "access.denied"]
+    assert sum(int(r["count"]) for r in denied) >= 3
+    assert not [r for r in theirs["items"] if r["kind"] == "access.denied"], theirs
+
+    ledger = live.platform.ledger
+    views = [
+        ledger.entry(int(seq))
+        for (seq,) in ledger.store.query(
+            "SELECT seq FROM ledger_entries WHERE action = 'analytics.view' ORDER BY seq"
+        )
+    ]
+    assert [(v.attributes["report"], v.attributes["via"]) for v in views[-2:]] == [
+        ("security", "api"),
+        ("security", "api"),
+    ]
+    assert views[-1].attributes["workspace_id"] == other_ws
+    assert views[-1].actor["type"] == "api_key"

@@ -164,6 +164,9 @@ def test_cef_is_valid_and_round_trips(exported: Any) -> None:
         assert json.loads(ext["cs6"]) == rec.entry["attributes"]
         assert ext["cs5"] == rec.payload_status
         assert int(ext["rt"]) > 1_600_000_000_000
+        for n in range(1, 7):  # a label only with its value
+            assert (f"cs{n}Label" in ext) == (f"cs{n}" in ext), line
+    assert any("cs4" not in parse_cef(line)[1] for line in lines)  # events of no conversation
     statuses = {r.payload_status for r in recs}
     assert statuses == {"erased", "none"}
 

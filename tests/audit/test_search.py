@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chatledger.audit.search import Filters, record_access, search
+from chatledger.audit.search import Filters, query_ref, record_access, search
 from chatledger.audit.textindex import index_for, to_fts_query
 from chatledger.errors import InvalidInput
 from chatledger.events import Actor, Entity, Event
@@ -223,7 +223,9 @@ def test_a_search_never_returns_erased_text_even_before_the_sweep(
     assert index.indexed_text([0]) == set()
 
 
-def test_search_is_recorded_with_the_query_in_the_erasable_payload(ledger: Ledger) -> None:
+def test_search_is_recorded_with_its_query_pseudonymised(ledger: Ledger) -> None:
+    """The text searched for may name a person whom no erasure could find it under: the
+    entry keeps a keyed pseudonym of it (equal texts, equal pseudonyms), never the text."""
     ledger.append(message(1, "hello"))
     filters = Filters.parse(q="hello", category="message")
     auditor = Actor("user", "auditor-1", "auditor")
@@ -234,7 +236,10 @@ def test_search_is_recorded_with_the_query_in_the_erasable_payload(ledger: Ledge
     assert record.entry.attributes["filters"] == {"category": "message"}
     assert record.entry.attributes["has_q"] is True
     assert "hello" not in record.entry.body.decode()
-    assert record.payload == {"q": "hello"}
+    assert record.payload is None
+    assert record.entry.attributes["q_ref"] == query_ref(ledger, "hello")
+    assert record.entry.attributes["q_ref"] != query_ref(ledger, "hello!")
+    assert record.entry.attributes["q_length"] == 5
 
 
 @pytest.mark.parametrize(

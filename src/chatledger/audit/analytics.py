@@ -25,6 +25,7 @@ from typing import Any
 
 from chatledger.chat.replay import document_names
 from chatledger.errors import InvalidInput
+from chatledger.events import Actor, Entity, Event
 from chatledger.ledger.entry import Entry
 from chatledger.ledger.service import Ledger
 from chatledger.privacy.retention import parse_time, seq_at_time
@@ -50,6 +51,9 @@ class AnalyticsQuery:
     end: str | None = None
     include_unscoped: bool = True
     limit: int = 50
+    unscoped_visible: Callable[[Entry], bool] | None = field(default=None, compare=False)
+    """Which entries of no chatbot the caller may see (on a deployment with several
+    workspaces: those by, about or naming its own; see chatledger.console.queries.Scope)."""
 
     def bounds(self, ledger: Ledger) -> tuple[int, int]:
         lo = seq_at_time(ledger.store, parse_time(self.start)) if self.start else 0
@@ -159,7 +163,13 @@ class _Reader:
         if len(rows) > MAX_ROWS:
             self.truncated = True
             rows = rows[:MAX_ROWS]
-        return [Entry.parse(bytes(body), int(seq)) for seq, body in rows]
+        entries = [Entry.parse(bytes(body), int(seq)) for seq, body in rows]
+        visible = self.query.unscoped_visible
+        if unscoped and visible is not None:
+            entries = [
+                e for e in entries if isinstance(e.attributes.get("chatbot_id"), str) or visible(e)
+            ]
+        return entries
 
     def by_entity(self, action: str, ids: Iterable[str]) -> dict[str, Entry]:
         """The entries of ``action`` on these entity ids (messages), by entity id."""
@@ -732,3 +742,32 @@ def run_report(ledger: Ledger, name: str, query: AnalyticsQuery) -> Report:
     if not 1 <= query.limit <= 10_000:
         raise InvalidInput("limit must be between 1 and 10000")
     return report(ledger, query)
+
+
+def record_view(
+    ledger: Ledger,
+    actor: Actor,
+    name: str,
+    rows: int,
+    query: AnalyticsQuery,
+    *,
+    via: str,
+    workspace_id: str | None = None,
+) -> None:
+    """Record that a report was read (before it is shown: no record, no report). Reports
+    quote visitors' questions and feedback comments, so reading one is a read of personal
+    content, like a replay."""
+    chatbots = query.chatbot_ids
+    attributes: dict[str, Any] = {
+        "report": name,
+        "via": via,
+        "scope": query.to_json(),
+        "rows": rows,
+    }
+    if chatbots is not None and len(chatbots) == 1:
+        attributes["chatbot_id"] = chatbots[0]
+    if workspace_id is not None:
+        attributes["workspace_id"] = workspace_id
+    ledger.append(
+        Event("analytics.view", actor, Entity("analytics_report", name), attributes=attributes)
+    )

@@ -793,19 +793,25 @@ def record_access(
     filters: Filters,
     extra: dict[str, Any],
 ) -> Receipt:
-    """Record a search or export (fails closed: no record, no results)."""
+    """Record a search or export (fails closed: no record, no results).
+
+    The free text is not kept: it may name a person, and no erasure could find it (the
+    search is not about a known subject). The entry holds its keyed pseudonym instead
+    (:func:`query_ref`), which tells whether a given text was searched for, and its length."""
     attributes: dict[str, Any] = {"filters": filters.to_json(), "has_q": filters.q is not None}
+    if filters.q is not None:
+        attributes["q_ref"] = query_ref(ledger, filters.q)
+        attributes["q_length"] = len(filters.q)
     attributes.update(extra)
-    payload = {"q": filters.q} if filters.q is not None else None
     return ledger.append(
-        Event(
-            action,
-            actor,
-            Entity("audit_log", ledger.origin or "ledger"),
-            attributes=attributes,
-            payload=payload,
-        )
+        Event(action, actor, Entity("audit_log", ledger.origin or "ledger"), attributes=attributes)
     )
+
+
+def query_ref(ledger: Ledger, q: str) -> str:
+    """The keyed pseudonym of a search text (HMAC under the ledger's pseudonym key): equal
+    for equal texts, unreadable without the key."""
+    return ledger.subject_ref(f"audit-query:{q}")
 
 
 # -- export -----------------------------------------------------------------------------------

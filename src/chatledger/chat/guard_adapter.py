@@ -86,7 +86,7 @@ class GuardAdapter:
                 "guard.injection_detected",
                 principal.actor,
                 Entity("conversation", conversation_id),
-                Outcome.FLAGGED,
+                Outcome.BLOCKED if action == "block" else Outcome.FLAGGED,
                 subject=subject,
                 attributes={**common, **attrs},
                 payload={"excerpts": excerpts},

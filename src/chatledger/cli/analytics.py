@@ -50,7 +50,10 @@ def _run(
     database: str | None,
     json: bool,
 ) -> None:
-    from chatledger.audit.analytics import AnalyticsQuery, run_report
+    import getpass
+
+    from chatledger.audit.analytics import AnalyticsQuery, record_view, run_report
+    from chatledger.events import Actor
 
     chosen = "json" if json else format
     if chosen not in ("table", "json", "csv"):
@@ -60,6 +63,8 @@ def _run(
     )
     with opened_ledger(data_dir, database) as ledger:
         report = run_report(ledger, name, query)
+        viewer = Actor("user", f"cli:{getpass.getuser()}", "operator")
+        record_view(ledger, viewer, name, len(report.rows), query, via="cli")
     if chosen == "json":
         print_json(report.to_json(query))
     elif chosen == "csv":

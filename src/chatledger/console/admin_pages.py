@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from starlette.concurrency import run_in_threadpool
 
+from chatledger.audit.analytics import AnalyticsQuery, record_view
 from chatledger.console import analytics as console_analytics
 from chatledger.console import charts
 from chatledger.console.queries import Scope
@@ -36,7 +37,19 @@ def analytics(ctx: CtxDep, days: int = 30) -> Response:
         "SELECT id FROM chatbots WHERE workspace_id = ? ORDER BY id", (ctx.principal.workspace_id,)
     )
     bots = tuple(str(r[0]) for r in rows)
-    data = console_analytics.compute(ctx.platform.ledger, bots, days)
+    ledger = ctx.platform.ledger
+    scope = Scope.of(ledger, ctx.principal.workspace_id)
+    visible = None if scope.single else (lambda e: scope.visible(e, None))
+    data = console_analytics.compute(ledger, bots, days, unscoped_visible=visible)
+    record_view(
+        ledger,
+        ctx.principal.actor,
+        "console-dashboard",
+        len(data.unanswered) + len(data.feedback_topics),
+        AnalyticsQuery(chatbot_ids=bots, start=data.days[0] if data.days else None),
+        via="console",
+        workspace_id=scope.workspace_id,
+    )
     figures = {
         "unanswered": charts.bars(
             "Unanswered questions by topic",

@@ -4,11 +4,13 @@ reads the ledger, never the mutable tables), arranged per day for the charts."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chatledger.audit.analytics import AnalyticsQuery, run_report
+from chatledger.ledger.entry import Entry
 from chatledger.ledger.service import Ledger
 
 TOP_ROWS = 10
@@ -39,13 +41,22 @@ def _int(value: Any) -> int:
 
 
 def compute(
-    ledger: Ledger, chatbot_ids: tuple[str, ...], days: int = 30, today: date | None = None
+    ledger: Ledger,
+    chatbot_ids: tuple[str, ...],
+    days: int = 30,
+    today: date | None = None,
+    *,
+    unscoped_visible: Callable[[Entry], bool] | None = None,
 ) -> Analytics:
     today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     day_list = [(first + timedelta(days=i)).isoformat() for i in range(days)]
     query = AnalyticsQuery(
-        chatbot_ids=chatbot_ids, start=first.isoformat(), include_unscoped=True, limit=TOP_ROWS
+        chatbot_ids=chatbot_ids,
+        start=first.isoformat(),
+        include_unscoped=True,
+        limit=TOP_ROWS,
+        unscoped_visible=unscoped_visible,
     )
     result = Analytics(day_list)
 

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
-from chatledger.audit.analytics import DESCRIPTIONS, REPORTS, AnalyticsQuery, run_report
+from chatledger.audit.analytics import (
+    DESCRIPTIONS,
+    REPORTS,
+    AnalyticsQuery,
+    record_view,
+    run_report,
+)
+from chatledger.console.queries import Scope
 from chatledger.errors import NotFound
 from chatledger.identity.principal import Principal
 from chatledger.identity.roles import Permission
@@ -50,14 +57,25 @@ def _run(
     limit: int,
 ) -> Any:
     require(principal, Permission.ANALYTICS_READ, "analytics", name)
+    scope = Scope.of(platform.ledger, principal.workspace_id)
     query = AnalyticsQuery(
         chatbot_ids=_scope(platform, principal, chatbot_id),
         start=start,
         end=end,
         include_unscoped=chatbot_id is None,
         limit=limit,
+        unscoped_visible=None if scope.single else (lambda e: scope.visible(e, None)),
     )
     report = run_report(platform.ledger, name, query)
+    record_view(
+        platform.ledger,
+        principal.actor,
+        name,
+        len(report.rows),
+        query,
+        via="api",
+        workspace_id=scope.workspace_id,
+    )
     if format == "csv":
         return PlainTextResponse(
             report.to_csv(),

@@ -100,6 +100,11 @@ _KEYS = (
 )
 
 
+def _labelled(label: str, value: Any) -> tuple[str | None, Any]:
+    """A custom field's label and value: both left out when there is no value."""
+    return (None, None) if value is None or value == "" else (label, value)
+
+
 def _values(record: ExportRecord, ctx: FormatContext) -> tuple[Any, ...]:
     """The value of each of ``_KEYS``, as recorded (None: left out)."""
     e = record.entry
@@ -115,23 +120,16 @@ def _values(record: ExportRecord, ctx: FormatContext) -> tuple[Any, ...]:
         actor.get("id"),
         actor.get("role"),
         e.get("subject"),
-        "seq",
-        record.seq,
-        "entityType",
-        entity.get("type"),
-        "entityId",
-        entity.get("id"),
-        "chatbotId",
-        attrs.get("chatbot_id"),
-        "conversationId",
-        attrs.get("conversation_id"),
-        "payloadStatus",
-        record.payload_status,
+        *_labelled("seq", record.seq),
+        *_labelled("entityType", entity.get("type")),
+        *_labelled("entityId", entity.get("id")),
+        *_labelled("chatbotId", attrs.get("chatbot_id")),
+        *_labelled("conversationId", attrs.get("conversation_id")),
+        *_labelled("payloadStatus", record.payload_status),
         "attributes",
         orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS).decode()[:MAX_CS],
         ctx.origin or None,
-        "actorType",
-        actor.get("type"),
+        *_labelled("actorType", actor.get("type")),
     )
 
 

@@ -40,6 +40,7 @@ _CATEGORY_BY_PREFIX: tuple[tuple[str, list[str]], ...] = (
     ("privacy.", ["configuration"]),
     ("document.", ["file"]),
     ("conversation.view", ["web"]),
+    ("analytics.view", ["web"]),
     ("conversation.", ["session"]),
     ("message.", ["api"]),
     ("model.", ["api"]),

@@ -10,8 +10,8 @@ Class by action (docs/siem.md has the full table):
 - API Activity (6003) with the ``ai_operation`` profile: ``model.call``, ``message.*``,
   ``conversation.*`` (but ``conversation.view``), ``integration.span``, ``custom.*``
   (``ai_model``, ``message_context`` with token counts, when the entry has them)
-- Web Resources Activity (6001): ``conversation.view``, ``audit.*``, ``ledger.export``,
-  ``ledger.verify``
+- Web Resources Activity (6001): ``conversation.view``, ``analytics.view``, ``audit.*``,
+  ``ledger.export``, ``ledger.verify``
 - Detection Finding (2004): ``guard.*`` detections, ``access.denied``, ``request.rejected``,
   ``ledger.tamper_detected``
 
@@ -93,6 +93,7 @@ _EXACT: dict[str, tuple[int, int, str | None]] = {
     "privacy.hold_released": (3004, 4, None),
     "ledger.checkpoint_published": (3004, 1, None),
     "conversation.view": (6001, 2, None),
+    "analytics.view": (6001, 2, None),
     "audit.search": (6001, 5, None),
     "audit.export": (6001, 7, None),
     "audit.evidence": (6001, 7, None),
