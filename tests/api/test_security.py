@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatledger.errors import Conflict, Forbidden
+from chatledger.errors import Conflict, Forbidden, InvalidInput
 from chatledger.events import Actor, Event
 from chatledger.identity.principal import Principal, system_principal
 from chatledger.identity.roles import Role
@@ -296,3 +296,15 @@ def test_an_expired_session_is_refused_and_recorded(server: LiveServer, user: st
     (expired,) = records(server, "auth.session_expired", before)
     assert expired.entry.actor["id"] == user
     assert expired.payload == {"ip": "127.0.0.1"}
+
+
+def test_invisible_characters_make_no_email(server: LiveServer) -> None:
+    operator = system_principal(server.workspace_id)
+    for email in ["\x00@x.io", "a b@x.io", "a@b", "a@@b.io", "@x.io", "a@x.io\u200b x"]:
+        with pytest.raises(InvalidInput, match="not a valid address"):
+            server.platform.identity.create_user(
+                operator, email=email, password="p" * 16, role="viewer"
+            )
+    with server.client() as api:
+        assert api.get("/audit/checkpoint", params={"format": "weird"}).status_code == 422
+        assert api.get("/audit/checkpoint", params={"format": "note"}).status_code == 200

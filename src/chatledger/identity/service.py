@@ -30,6 +30,9 @@ from chatledger.ledger.service import Ledger
 from chatledger.ledger.writer import WorkContext
 
 KEY_PREFIX = "clk_"
+# One @, something on each side, a dot in the domain, and nothing invisible: no spaces, no
+# control characters (a NUL in an address is stored, shown and compared as something else).
+_EMAIL = re.compile(r"[^\s@\x00-\x1f\x7f]+@[^\s@\x00-\x1f\x7f.]+(?:\.[^\s@\x00-\x1f\x7f.]+)+")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
 SESSION_PREFIX = "cls_"
 MAX_FAILED_LOGINS = 5
@@ -369,8 +372,8 @@ class IdentityService:
         require(principal, Permission.USERS_MANAGE, "user", email)
         chosen = _role(role)
         _owner_only(principal, chosen, None, "user", email)
-        email = email.strip().lower()
-        if "@" not in email or len(email) > 254 or any(c.isspace() for c in email):
+        email = email.strip().lower() if isinstance(email, str) else ""
+        if not _EMAIL.fullmatch(email) or len(email) > 254:
             raise InvalidInput("email is not a valid address")
         if len(password) < 12:
             raise InvalidInput("passwords must be at least 12 characters")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
@@ -16,7 +16,11 @@ router = APIRouter(tags=["audit"])
 
 
 @router.get("/audit/checkpoint")
-def checkpoint(principal: CurrentPrincipal, platform: PlatformDep, format: str = "json") -> Any:
+def checkpoint(
+    principal: CurrentPrincipal,
+    platform: PlatformDep,
+    format: str = Query("json", pattern="^(json|note)$", description="json or note."),
+) -> Any:
     """The latest signed checkpoint (C2SP tlog-checkpoint); ``?format=note`` for the raw note."""
     require(principal, Permission.AUDIT_READ, "ledger", "checkpoint")
     row = platform.ledger.checkpoint()
