@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future
@@ -140,6 +141,18 @@ def _ident(value: Any, what: str) -> str | None:
     if not isinstance(value, str) or not value.strip() or len(value) > 200:
         raise InvalidInput(f"{what} must be a non-empty string of at most 200 characters")
     return value.strip()
+
+
+def _valid_tag(tag: Any) -> bool:
+    """An outcome tag: 1 to 64 characters that encode as UTF-8 (no lone surrogates, which
+    the store cannot write) and contain no control characters."""
+    if not isinstance(tag, str) or not 0 < len(tag) <= 64 or not tag.strip():
+        return False
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return not any(unicodedata.category(c) == "Cc" for c in tag)
 
 
 def _answer_json(
@@ -786,10 +799,11 @@ class ChatService:
             raise InvalidInput("resolution must be resolved, escalated or abandoned")
         tags = changes.get("outcome_tags")
         if tags is not None:
-            if not isinstance(tags, list) or not all(
-                isinstance(t, str) and 0 < len(t) <= 64 for t in tags
-            ):
-                raise InvalidInput("outcome_tags must be a list of short strings")
+            if not isinstance(tags, list) or not all(_valid_tag(t) for t in tags):
+                raise InvalidInput(
+                    "outcome_tags must be a list of short strings (1 to 64 characters, "
+                    "valid Unicode, no control characters)"
+                )
             tags = sorted(set(tags))
         ended = changes.get("ended")
         if ended is not None and not isinstance(ended, bool):
@@ -806,68 +820,103 @@ class ChatService:
         end: bool,
         *,
         reason: str,
-    ) -> None:
-        def work(ctx: WorkContext) -> tuple[None, list[Event]]:
-            now = utc_timestamp()
-            common = {"chatbot_id": conv.chatbot_id, "conversation_id": conv.id}
-            events: list[Event] = []
-            if resolution is not None and resolution != conv.resolution:
-                ctx.txn.execute(
-                    "UPDATE conversations SET resolution = ?, resolution_by = ?, resolution_at = ? "
-                    "WHERE id = ?",
-                    (resolution, actor.id, now, conv.id),
-                )
-                events.append(
-                    Event(
-                        "conversation.resolution",
-                        actor,
-                        Entity("conversation", conv.id),
-                        subject=conv.subject,
-                        attributes={
-                            **common,
-                            "resolution": resolution,
-                            "previous": conv.resolution,
-                            "set_by": actor.type,
-                            "reason": reason,
-                        },
-                    )
-                )
-            if tags is not None and tags != conv.outcome_tags:
-                ctx.txn.execute(
-                    "UPDATE conversations SET outcome_tags = ? WHERE id = ?",
-                    (orjson.dumps(tags).decode(), conv.id),
-                )
-                events.append(
-                    Event(
-                        "conversation.outcome",
-                        actor,
-                        Entity("conversation", conv.id),
-                        subject=conv.subject,
-                        attributes={
-                            **common,
-                            "tags": tags,
-                            "added": sorted(set(tags) - set(conv.outcome_tags)),
-                            "removed": sorted(set(conv.outcome_tags) - set(tags)),
-                            "custom": sorted(set(tags) - set(BUILTIN_OUTCOMES)),
-                        },
-                    )
-                )
-            if end and not conv.ended_at:
-                ctx.txn.execute(
-                    "UPDATE conversations SET ended_at = ? WHERE id = ?", (now, conv.id)
-                )
-                events.append(
-                    Event(
-                        "conversation.end",
-                        actor,
-                        Entity("conversation", conv.id),
-                        subject=conv.subject,
-                        attributes={**common, "started_at": conv.started_at, "ended_at": now},
-                    )
-                )
-            return None, events
+        idle_before: str | None = None,
+    ) -> bool:
+        """Change a conversation and record the change, before and after, in one transaction.
 
-        self.ledger.transact(work)
+        The before state is read inside the transaction (``conv`` may be stale by then: other
+        requests change the same conversation concurrently), so what the ledger records as
+        ``previous``/``removed`` is what the row held when the change was made. With
+        ``idle_before`` (the idle-timeout sweep) nothing changes unless the conversation is
+        still open, not ended and idle since before that moment. True if anything changed.
+        """
+        lock = " FOR UPDATE" if self.ledger.store.dialect == "postgresql" else ""
+
+        def work(ctx: WorkContext) -> tuple[bool, list[Event]]:
+            rows = ctx.txn.execute(
+                f"SELECT {_CONV_COLUMNS} FROM conversations WHERE id = ?{lock}", (conv.id,)
+            )
+            if not rows:
+                return False, []
+            current = _conversation(rows[0])
+            if idle_before is not None and (
+                current.resolution != "open"
+                or current.ended_at
+                or current.last_activity_at >= idle_before
+            ):
+                return False, []
+            events = self._changes(ctx, actor, current, resolution, tags, end, reason)
+            return bool(events), events
+
+        return self.ledger.transact(work)[0]
+
+    def _changes(
+        self,
+        ctx: WorkContext,
+        actor: Actor,
+        conv: Conversation,
+        resolution: str | None,
+        tags: list[str] | None,
+        end: bool,
+        reason: str,
+    ) -> list[Event]:
+        """Inside the transaction: apply the changes to ``conv`` (the row as read in it)."""
+        now = utc_timestamp()
+        common = {"chatbot_id": conv.chatbot_id, "conversation_id": conv.id}
+        events: list[Event] = []
+        if resolution is not None and resolution != conv.resolution:
+            ctx.txn.execute(
+                "UPDATE conversations SET resolution = ?, resolution_by = ?, resolution_at = ? "
+                "WHERE id = ?",
+                (resolution, actor.id, now, conv.id),
+            )
+            events.append(
+                Event(
+                    "conversation.resolution",
+                    actor,
+                    Entity("conversation", conv.id),
+                    subject=conv.subject,
+                    attributes={
+                        **common,
+                        "resolution": resolution,
+                        "previous": conv.resolution,
+                        "set_by": actor.type,
+                        "reason": reason,
+                    },
+                )
+            )
+        if tags is not None and tags != conv.outcome_tags:
+            ctx.txn.execute(
+                "UPDATE conversations SET outcome_tags = ? WHERE id = ?",
+                (orjson.dumps(tags).decode(), conv.id),
+            )
+            events.append(
+                Event(
+                    "conversation.outcome",
+                    actor,
+                    Entity("conversation", conv.id),
+                    subject=conv.subject,
+                    attributes={
+                        **common,
+                        "tags": tags,
+                        "added": sorted(set(tags) - set(conv.outcome_tags)),
+                        "removed": sorted(set(conv.outcome_tags) - set(tags)),
+                        "custom": sorted(set(tags) - set(BUILTIN_OUTCOMES)),
+                    },
+                )
+            )
+        if end and not conv.ended_at:
+            ctx.txn.execute("UPDATE conversations SET ended_at = ? WHERE id = ?", (now, conv.id))
+            events.append(
+                Event(
+                    "conversation.end",
+                    actor,
+                    Entity("conversation", conv.id),
+                    subject=conv.subject,
+                    attributes={**common, "started_at": conv.started_at, "ended_at": now},
+                )
+            )
+        return events
 
     def abandon_idle(self, now: datetime | None = None) -> int:
         """Mark open conversations idle past their chatbot's timeout as abandoned."""
@@ -883,8 +932,15 @@ class ChatService:
             bot = self.chatbots.find(conv.chatbot_id, include_deleted=True)
             idle = timedelta(minutes=bot.config.idle_timeout_minutes if bot else 30)
             if conv.last_activity_at < utc_timestamp(moment - idle):
-                self._apply(SYSTEM, conv, "abandoned", None, True, reason="idle_timeout")
-                count += 1
+                count += self._apply(
+                    SYSTEM,
+                    conv,
+                    "abandoned",
+                    None,
+                    True,
+                    reason="idle_timeout",
+                    idle_before=utc_timestamp(moment - idle),
+                )
         return count
 
     def require_read(self, principal: Principal, conv: Conversation) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import AsyncGenerator, Generator
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
 
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
 from chatledger.chat.replay import replay_conversation
@@ -17,6 +22,7 @@ from chatledger.identity.roles import Permission
 from chatledger.identity.service import require
 
 router = APIRouter(tags=["conversations"])
+log = logging.getLogger(__name__)
 
 
 class ConversationStart(BaseModel):
@@ -74,9 +80,52 @@ def start_conversation(
     return conv.to_json()
 
 
-def _sse(events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for item in events:
-        yield f"event: {item['event']}\ndata: ".encode() + orjson.dumps(item["data"]) + b"\n\n"
+def _sse_event(item: dict[str, Any]) -> bytes:
+    return f"event: {item['event']}\ndata: ".encode() + orjson.dumps(item["data"]) + b"\n\n"
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events from a blocking generator that records as it goes.
+
+    Each step of the generator runs in a worker thread. However the response ends (the answer
+    is complete, the client disconnects, the server cancels the request on shutdown) the
+    generator is closed here, in a worker thread and shielded from cancellation, so its
+    ``finally`` (which records a partial answer in the ledger) runs at once, not whenever
+    the generator happens to be garbage collected. A step still running in its thread when
+    the request is cancelled is waited for: a generator cannot be closed while it executes.
+    """
+
+    def __init__(self, events: Generator[dict[str, Any], None, None]) -> None:
+        self._events = events
+        self._lock = threading.Lock()
+        self._chunks = self._iterate()
+        super().__init__(
+            self._chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    def _step(self) -> bytes | None:
+        with self._lock:
+            item = next(self._events, None)
+        return None if item is None else _sse_event(item)
+
+    async def _iterate(self) -> AsyncGenerator[bytes, None]:
+        while (chunk := await anyio.to_thread.run_sync(self._step)) is not None:
+            yield chunk
+
+    def _close(self) -> None:
+        with self._lock:
+            try:
+                self._events.close()
+            except Exception:
+                log.exception("closing an answer stream failed")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._chunks.aclose()
+                await anyio.to_thread.run_sync(self._close)
 
 
 @router.post("/conversations/{conversation_id}/messages")
@@ -92,9 +141,7 @@ def post_message(
     attachments = [a.model_dump() for a in body.attachments]
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
         events = platform.chat.stream(principal, conversation_id, body.text, attachments)
-        return StreamingResponse(
-            _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-        )
+        return EventStream(events)
     result = platform.chat.send(principal, conversation_id, body.text, attachments)
     timing = ", ".join(f"{name};dur={ms:.3f}" for name, ms in result.timings.items())
     return JSONResponse(result.to_json(), headers={"Server-Timing": timing} if timing else None)
