@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from chatledger import __version__
-from chatledger.api.errors import install_error_handlers
+from chatledger.api.errors import install_error_handlers, internal_error
 from chatledger.api.routes import (
     analytics,
     audit,
@@ -46,7 +46,10 @@ def create_app(platform: Platform) -> FastAPI:
         request.state.request_id = (
             request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
         )
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # answered here, in the one shape, and not re-raised
+            response = internal_error(request, exc)
         response.headers["X-Request-ID"] = request.state.request_id
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response

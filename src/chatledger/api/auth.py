@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chatledger.errors import ChatLedgerError, Forbidden, Unauthenticated
-from chatledger.events import Entity, Event, Outcome
+from chatledger.events import Actor, Entity, Event, Outcome
 from chatledger.identity.principal import Principal
 from chatledger.identity.service import SESSION_PREFIX
 from chatledger.platform import Platform
@@ -42,6 +42,21 @@ def _record_missing(platform: Platform, request: Request, reason: str) -> None:
                 payload={"ip": ip} if ip else None,
             )
         )
+
+
+def key_actor(platform: Platform, request: Request) -> Actor | None:
+    """The actor of the request's valid API key, found without recording anything (no
+    ``auth.token_use``, no failure, no rate-limit charge): who sent a request refused
+    before authentication ran. ``None`` for no key, a bad key, or a session."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or token.startswith(SESSION_PREFIX):
+        return None
+    try:
+        return platform.identity.valid_key_actor(token)
+    except ChatLedgerError:
+        return None
 
 
 def authenticate(request: Request) -> Principal:
@@ -84,7 +99,10 @@ def _authenticate(platform: Platform, request: Request, ip: str | None) -> Princ
         request.state.principal = session.principal
         if request.method in _UNSAFE:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent, session.csrf_token):
+            # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+            if not hmac.compare_digest(
+                sent.encode("utf-8", "surrogateescape"), session.csrf_token.encode()
+            ):
                 raise Forbidden("missing or wrong CSRF token", details={"reason": "csrf"})
         return session.principal
     _record_missing(platform, request, "missing_credentials")

@@ -16,10 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chatledger.api.auth import key_actor
 from chatledger.errors import ChatLedgerError, Forbidden, RateLimited
 from chatledger.events import Entity, Event, Outcome
 
 log = logging.getLogger(__name__)
+
+_REJECTED = (400, 413, 422)  # recorded as request.rejected (docs/security.md)
 
 
 def request_id(request: Request) -> str:
@@ -49,7 +52,10 @@ def _record(request: Request, action: str, outcome: Outcome, attributes: dict[st
         return
     principal = getattr(request.state, "principal", None)
     ip = request.client.host if request.client else None
-    actor = principal.actor if principal is not None else platform.ledger.anonymous_actor(ip)
+    if principal is not None:
+        actor = principal.actor
+    else:  # refused before authentication ran (a body FastAPI could not parse, say)
+        actor = key_actor(platform, request) or platform.ledger.anonymous_actor(ip)
     try:
         platform.ledger.append(
             Event(
@@ -70,6 +76,30 @@ def _record(request: Request, action: str, outcome: Outcome, attributes: dict[st
         log.exception("could not record a rejected request")
 
 
+def record_rejection(request: Request, status: int, reason: str) -> None:
+    """Record a refused malformed or oversized API request (400, 413, 422) as
+    ``request.rejected``: one place for every handler that answers one."""
+    if status in _REJECTED and request.url.path.startswith("/api/"):
+        _record(request, "request.rejected", Outcome.DENIED, {"reason": reason})
+
+
+def internal_error(request: Request, exc: BaseException) -> JSONResponse:
+    """The answer to an unexpected failure: logged with its traceback here, answered as a
+    500 in the one error shape (with the request id), never re-raised to the server."""
+    log.error(
+        "unexpected error on %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id(request),
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return JSONResponse(
+        error_body(request, "internal_error", "the server failed to handle this request"),
+        status_code=500,
+        headers={"X-Request-ID": request_id(request)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ChatLedgerError)
     async def _library_error(request: Request, exc: ChatLedgerError) -> JSONResponse:
@@ -80,8 +110,8 @@ def install_error_handlers(app: FastAPI) -> None:
             _record(
                 request, "access.denied", Outcome.DENIED, {"reason": exc.message, **exc.details}
             )
-        elif exc.status in (400, 413, 422) and request.url.path.startswith("/api/"):
-            _record(request, "request.rejected", Outcome.DENIED, {"reason": exc.code})
+        else:
+            record_rejection(request, exc.status, exc.code)
         return JSONResponse(
             error_body(request, exc.code, exc.message, exc.details),
             status_code=exc.status,
@@ -98,7 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         message = "; ".join(f"{p['field'] or 'body'}: {p['message']}" for p in problems[:5])
-        _record(request, "request.rejected", Outcome.DENIED, {"reason": "validation"})
+        record_rejection(request, 422, "validation")
         return JSONResponse(
             error_body(
                 request, "invalid_input", message or "invalid request", {"problems": problems}
@@ -116,16 +146,19 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "payload_too_large",
         }
         code = codes.get(exc.status_code, "http_error")
+        # Starlette's own refusals: an unparsable JSON or multipart body (400), a body over
+        # a parser's limit (413)
+        record_rejection(request, exc.status_code, code if code != "http_error" else "malformed")
         return JSONResponse(
             error_body(request, code, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
+    # Unexpected failures in routes are answered by the app's request-id middleware (see
+    # app.py), so that they never reach Starlette's ServerErrorMiddleware, which re-raises
+    # after answering (the server then drops the keep-alive connection). This handler covers
+    # a failure in a middleware itself.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body(request, "internal_error", "the server failed to handle this request"),
-            status_code=500,
-        )
+        return internal_error(request, exc)

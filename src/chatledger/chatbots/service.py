@@ -111,10 +111,25 @@ def _stored_moment(value: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _strict_text(value: str, field: str) -> str:
+    """``value`` when it is text that UTF-8 can encode; a lone surrogate (an unpaired
+    ``\\udXXX`` escape in the JSON sent) is refused with :class:`InvalidInput`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise InvalidInput(
+            f"{field} must be valid Unicode text: it contains a lone surrogate "
+            f"(U+{ord(bad):04X}) at position {exc.start}",
+            details={"field": field},
+        ) from None
+    return value
+
+
 def _check_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise InvalidInput("name must be a non-empty string of at most 200 characters")
-    return name.strip()
+    return _strict_text(name, "name").strip()
 
 
 def _row(row: tuple[Any, ...]) -> Chatbot:

@@ -299,6 +299,14 @@ class IdentityService:
         self._record_use(principal)
         return principal
 
+    def valid_key_actor(self, token: str) -> Actor | None:
+        """The actor of a valid API key, or None, found without recording anything (no use,
+        no failure): who sent a request refused before authentication ran."""
+        reason, key_id = self._check_key(token)  # a lookup and a SHA-256, no writes
+        if reason is not None or key_id is None:
+            return None
+        return Actor("api_key", key_id, self.api_key(key_id).role)
+
     def _check_key(self, token: str) -> tuple[str | None, str | None]:
         if not token.startswith(KEY_PREFIX) or token.count("_") < 2:
             return "malformed", None

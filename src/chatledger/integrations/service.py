@@ -48,6 +48,10 @@ _SLACK = 512  # bytes kept free under the payload limit (redaction may lengthen 
 _IN_CHUNK = 400
 
 
+def _conflict() -> RecordError:
+    return RecordError("idempotency_conflict", "this key was already used for a different record")
+
+
 def external_subject(workspace_id: str, person: str) -> str:
     return f"ext:{workspace_id}:{person}"
 
@@ -304,7 +308,7 @@ class _Batch:
         start_seqs = {cid: seq for cid, (_, seq) in loaded.items()}
         self.convs = {cid: conv for cid, (conv, _) in loaded.items()}
         results: list[RecordResult] = []
-        seen: dict[str, RecordResult] = {}
+        seen: dict[str, tuple[RecordResult, str]] = {}  # key -> (result, record digest)
         for record in records:
             if record.error is not None:
                 results.append(self._refused(record, record.error))
@@ -313,23 +317,21 @@ class _Batch:
             if earlier is not None:
                 seq, digest = earlier
                 if digest != record.digest:
-                    results.append(
-                        self._refused(
-                            record,
-                            RecordError(
-                                "idempotency_conflict",
-                                "this key was already used for a different record",
-                            ),
-                        )
-                    )
+                    results.append(self._refused(record, _conflict()))
                 else:
                     results.append(RecordResult(record.key, "duplicate", seq, self._cid(record)))
                 continue
             twin = seen.get(record.key)
             if twin is not None:
-                results.append(
-                    RecordResult(record.key, "duplicate", twin.seq, twin.conversation_id)
-                )
+                # the same key earlier in this batch: a byte-identical repeat is a duplicate,
+                # a different record is the same conflict as sending it in a later batch
+                stored, digest = twin
+                if digest != record.digest:
+                    results.append(self._refused(record, _conflict()))
+                else:
+                    results.append(
+                        RecordResult(record.key, "duplicate", stored.seq, stored.conversation_id)
+                    )
                 continue
             mark = len(self.events), len(self.new_convs)
             try:
@@ -343,7 +345,7 @@ class _Batch:
                 del self.new_convs[mark[1] :]
                 result = self._refused(record, exc)
             else:
-                seen[record.key] = result
+                seen[record.key] = (result, record.digest)
             results.append(result)
         rejected = [r for r in results if r.status == "rejected"]
         if rejected:

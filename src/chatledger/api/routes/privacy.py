@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from chatledger.api.auth import CurrentPrincipal, PlatformDep
 from chatledger.api.pagination import check_limit, decode_cursor, encode_cursor
@@ -46,7 +46,9 @@ class RetentionIn(BaseModel):
 
 class RetentionRunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dry_run: bool = True
+    # strict: a real run is destructive, so "no", "false", 0 or "off" are refused, never
+    # read as false
+    dry_run: StrictBool = True
     limit: int = Field(default=1000, ge=0, le=100_000)
 
 
