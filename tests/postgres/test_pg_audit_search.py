@@ -56,7 +56,7 @@ from tests.audit.test_search import (  # noqa: F401 - its test_* run here on Pos
     test_index_follows_another_process_writing,
     test_items_carry_the_entry_and_payload_status_never_the_payload,
     test_role_and_severity_are_exact_before_the_index_catches_up,
-    test_search_is_recorded_with_the_query_in_the_erasable_payload,
+    test_search_is_recorded_with_its_query_pseudonymised,
     test_time_range,
 )
 from tests.conftest import LedgerFactory
