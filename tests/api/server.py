@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -85,3 +87,15 @@ def live_server(
         server.should_exit = True
         thread.join(timeout=10)
         platform.close()
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str | None, Any]]:
+    """The (event, data) pairs of a server-sent-events response, read to its end."""
+    events: list[tuple[str | None, Any]] = []
+    current = None
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            current = line[7:]
+        elif line.startswith("data: "):
+            events.append((current, json.loads(line[6:])))
+    return events

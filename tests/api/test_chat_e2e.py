@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from chatledger.ledger.service import Record
-from tests.api.server import LiveServer
+from tests.api.server import LiveServer, sse_events
 
 FORMATS = {
     "markdown": "two-factor-authentication.md",
@@ -223,19 +223,13 @@ def test_streaming_answer_over_sse(server: LiveServer, api: httpx.Client) -> Non
         files={"file": ("2fa.md", demo_file(FORMATS["markdown"]))},
     )
     conv = api.post(f"/chatbots/{bot['id']}/conversations", json={}).json()
-    events = []
     with api.stream(
         "POST",
         f"/conversations/{conv['id']}/messages",
         json={"text": "How do I set up two-factor authentication?", "stream": True},
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        current = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                current = line[7:]
-            elif line.startswith("data: "):
-                events.append((current, json.loads(line[6:])))
+        events = sse_events(response)
     kinds = [k for k, _ in events]
     assert kinds[-1] == "answer" and "delta" in kinds
     final = events[-1][1]

@@ -9,14 +9,13 @@ import time
 from collections.abc import Generator, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from chatledger.ledger.service import Record
 from chatledger.rag.offline import OfflineResponder
 from chatledger.rag.providers import CompletionRequest, StreamEvent, TextDelta
-from tests.api.server import LiveServer, live_server
+from tests.api.server import LiveServer, live_server, sse_events
 
 QUESTION = "How do I reset my password?"
 
@@ -119,7 +118,6 @@ def test_a_stream_cut_off_by_the_client_is_recorded_at_once(server: LiveServer) 
 
 def test_a_complete_stream_is_recorded_exactly_once(server: LiveServer) -> None:
     conv_id = _conversation(server)
-    events: list[tuple[str | None, Any]] = []
     with (
         server.client() as api,
         api.stream(
@@ -129,12 +127,7 @@ def test_a_complete_stream_is_recorded_exactly_once(server: LiveServer) -> None:
         ) as response,
     ):
         assert response.status_code == 200
-        current = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                current = line[7:]
-            elif line.startswith("data: "):
-                events.append((current, json.loads(line[6:])))
+        events = sse_events(response)
     assert events[-1][0] == "answer"
     final = events[-1][1]
     streamed = "".join(d["text"] for kind, d in events if kind == "delta")

@@ -346,13 +346,12 @@ def _payload_line(record: Record) -> bytes:
 
 
 def _refuse_tampered_sources(
-    ledger: Ledger, conversations: Sequence[str], custodian: Custodian
+    ledger: Ledger, replays: Sequence[dict[str, Any]], custodian: Custodian
 ) -> None:
     """A pack must not carry a source text that no longer matches the SHA-256 its answer
-    recorded: before anything is exported, name such sources and record the finding (the
-    replays are rebuilt after the export event, which belongs in them)."""
-    for conversation_id in conversations:
-        replay = replay_conversation(ledger, conversation_id)
+    recorded: before anything is exported, name such sources and record the finding."""
+    for replay in replays:
+        conversation_id = replay["conversation_id"]
         if not replay["tampered_sources"]:
             continue
         seq = record_tampering(ledger, replay, custodian.actor, f"evidence_{custodian.via}")
@@ -377,7 +376,9 @@ def build_evidence_pack(
     """Record the export, then write the pack to ``out`` (atomically) and check it."""
     scope_json = scope.to_json(ledger)
     seqs, conversations = _select(ledger, scope, entry_filter)
-    _refuse_tampered_sources(ledger, conversations, custodian)
+    # 0. Replays first, so that a tampered source stops the export before it is recorded.
+    replays = [replay_conversation(ledger, cid) for cid in conversations]
+    _refuse_tampered_sources(ledger, replays, custodian)
     pack_id = f"ev_{uuid.uuid4().hex[:20]}"
     # 1. The export goes on the record first; the pack then proves its own custody event.
     attributes: dict[str, Any] = {
@@ -406,7 +407,11 @@ def build_evidence_pack(
         )
     )
     # 2. Replays, and the entries that complete them (config versions, documents, erasures).
-    replays = [replay_conversation(ledger, cid) for cid in conversations]
+    # The export event names the conversation it is about, so it is one of that
+    # conversation's entries (a replay takes no other part of it than its seq).
+    for replay in replays:
+        if replay["conversation_id"] == attributes.get("conversation_id"):
+            replay["ledger_seqs"].append(receipt.seq)
     wanted: set[int] = set(seqs) | {receipt.seq}
     for replay in replays:
         wanted.update(int(s) for s in replay["ledger_seqs"])

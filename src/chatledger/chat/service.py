@@ -862,60 +862,48 @@ class ChatService:
     ) -> list[Event]:
         """Inside the transaction: apply the changes to ``conv`` (the row as read in it)."""
         now = utc_timestamp()
-        common = {"chatbot_id": conv.chatbot_id, "conversation_id": conv.id}
         events: list[Event] = []
+
+        def record(action: str, **attributes: Any) -> None:
+            common = {"chatbot_id": conv.chatbot_id, "conversation_id": conv.id}
+            events.append(
+                Event(
+                    action,
+                    actor,
+                    Entity("conversation", conv.id),
+                    subject=conv.subject,
+                    attributes={**common, **attributes},
+                )
+            )
+
         if resolution is not None and resolution != conv.resolution:
             ctx.txn.execute(
                 "UPDATE conversations SET resolution = ?, resolution_by = ?, resolution_at = ? "
                 "WHERE id = ?",
                 (resolution, actor.id, now, conv.id),
             )
-            events.append(
-                Event(
-                    "conversation.resolution",
-                    actor,
-                    Entity("conversation", conv.id),
-                    subject=conv.subject,
-                    attributes={
-                        **common,
-                        "resolution": resolution,
-                        "previous": conv.resolution,
-                        "set_by": actor.type,
-                        "reason": reason,
-                    },
-                )
+            record(
+                "conversation.resolution",
+                resolution=resolution,
+                previous=conv.resolution,
+                set_by=actor.type,
+                reason=reason,
             )
         if tags is not None and tags != conv.outcome_tags:
             ctx.txn.execute(
                 "UPDATE conversations SET outcome_tags = ? WHERE id = ?",
                 (orjson.dumps(tags).decode(), conv.id),
             )
-            events.append(
-                Event(
-                    "conversation.outcome",
-                    actor,
-                    Entity("conversation", conv.id),
-                    subject=conv.subject,
-                    attributes={
-                        **common,
-                        "tags": tags,
-                        "added": sorted(set(tags) - set(conv.outcome_tags)),
-                        "removed": sorted(set(conv.outcome_tags) - set(tags)),
-                        "custom": sorted(set(tags) - set(BUILTIN_OUTCOMES)),
-                    },
-                )
+            record(
+                "conversation.outcome",
+                tags=tags,
+                added=sorted(set(tags) - set(conv.outcome_tags)),
+                removed=sorted(set(conv.outcome_tags) - set(tags)),
+                custom=sorted(set(tags) - set(BUILTIN_OUTCOMES)),
             )
         if end and not conv.ended_at:
             ctx.txn.execute("UPDATE conversations SET ended_at = ? WHERE id = ?", (now, conv.id))
-            events.append(
-                Event(
-                    "conversation.end",
-                    actor,
-                    Entity("conversation", conv.id),
-                    subject=conv.subject,
-                    attributes={**common, "started_at": conv.started_at, "ended_at": now},
-                )
-            )
+            record("conversation.end", started_at=conv.started_at, ended_at=now)
         return events
 
     def abandon_idle(self, now: datetime | None = None) -> int:

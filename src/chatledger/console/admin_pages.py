@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from starlette.concurrency import run_in_threadpool
 
-from chatledger.audit.analytics import AnalyticsQuery, record_view
+from chatledger.audit.analytics import record_view
 from chatledger.console import analytics as console_analytics
 from chatledger.console import charts
 from chatledger.console.queries import Scope
@@ -46,7 +46,7 @@ def analytics(ctx: CtxDep, days: int = 30) -> Response:
         ctx.principal.actor,
         "console-dashboard",
         len(data.unanswered) + len(data.feedback_topics),
-        AnalyticsQuery(chatbot_ids=bots, start=data.days[0] if data.days else None),
+        data.query,
         via="console",
         workspace_id=scope.workspace_id,
     )

@@ -22,6 +22,7 @@ MAX_SERIES = 6
 @dataclass
 class Analytics:
     days: list[str]
+    query: AnalyticsQuery
     unanswered: list[tuple[str, int, list[str]]] = field(default_factory=list)
     feedback_topics: list[tuple[str, int, int]] = field(default_factory=list)
     feedback_documents: list[tuple[str, int, int]] = field(default_factory=list)
@@ -58,7 +59,7 @@ def compute(
         limit=TOP_ROWS,
         unscoped_visible=unscoped_visible,
     )
-    result = Analytics(day_list)
+    result = Analytics(day_list, query)
 
     def report(name: str) -> list[dict[str, Any]]:
         found = run_report(ledger, name, query)
